@@ -1,0 +1,17 @@
+"""Errors a user can fix: each message says what is wrong and which setting or file fixes it."""
+
+
+class CifarTricksError(Exception):
+    """Base of the errors that name their own fix (shown without a long traceback)."""
+
+
+class ConfigError(CifarTricksError, ValueError):
+    """A configuration value is invalid or two values contradict each other."""
+
+
+class DatasetNotFoundError(CifarTricksError, FileNotFoundError):
+    """The dataset files are not where `data.root` says and cannot be downloaded."""
+
+
+class CheckpointError(CifarTricksError, RuntimeError):
+    """A checkpoint cannot be used to resume this run; it is left untouched."""

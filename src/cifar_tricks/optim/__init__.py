@@ -1,0 +1,4 @@
+"""Optimizers' companions: learning-rate schedules stepped once per iteration."""
+from .schedules import constant, multistep
+
+__all__ = ["constant", "multistep"]
