@@ -79,14 +79,14 @@ def train(cfg: DictConfig, output_dir: str, overrides: list[str], choices: dict,
         raise ConfigError(f"{output_dir} already holds a finished run with other overrides "
                           f"({previous.get('overrides')}); it is left untouched. Give this run "
                           f"another folder (hydra.run.dir=... or hydra.sweep.dir=...).")
-    check_config(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
-    resume = folder.load_checkpoint(config)  # refuses an incompatible checkpoint before any write
-    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     info = {"model": choices.get("model"), "params": None, "seed": cfg.seed,
             "overrides": overrides, "choices": choices, "config": config}
     folder.write_summary({"status": "running", **_public(info)})
     try:
+        check_config(cfg)
+        resume = folder.load_checkpoint(config)  # refuses a checkpoint that does not fit
+        settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
         if settings.num_threads:
             torch.set_num_threads(settings.num_threads)
         seed_everything(cfg.seed, settings.deterministic)

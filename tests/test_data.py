@@ -1,0 +1,240 @@
+"""Datasets, splits and the on-device batch loader, checked against their definitions."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cifar_tricks.data import BatchLoader, Split, cifar10, cifar100, stratified_split, synthetic
+from cifar_tricks.errors import ConfigError, DatasetNotFoundError
+from conftest import write_fake_cifar
+
+STATS = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+
+
+def identity_loader(split: Split, **kwargs) -> BatchLoader:
+    """Normalisation that leaves pixel values as they are: (x - 0) * 1."""
+    return BatchLoader(split, num_classes=10, mean=(0, 0, 0), std=(1 / 255,) * 3, **kwargs)
+
+
+def indexed_split(n: int, h: int = 8) -> Split:
+    """Image i is the constant i (so a batch tells which samples it holds); label i % 10."""
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, h, h).contiguous()
+    return Split(images, torch.arange(n) % 10)
+
+
+# ------------------------------------------------------------------------------- CIFAR files
+
+def test_cifar_pickles_are_read_channel_first_with_their_labels(tmp_path):
+    arrays = write_fake_cifar(tmp_path, "cifar10", n_train=50, n_test=20)
+    data = cifar10(str(tmp_path), num_classes=10, **STATS)
+    raw, labels = arrays["data_batch_1"]
+    # the official layout: 1024 red bytes, then green, then blue, each row-major 32x32
+    assert torch.equal(data.train.images[0, 0].flatten(), torch.from_numpy(raw[0, :1024]))
+    assert torch.equal(data.train.images[0, 2, 31], torch.from_numpy(raw[0, 3072 - 32:]))
+    assert data.train.labels[:10].tolist() == labels
+    assert len(data.train) == 50 and len(data.test) == 20 and data.val is None
+    assert data.train.images.dtype == torch.uint8
+
+
+def test_cifar100_reads_fine_labels(tmp_path):
+    arrays = write_fake_cifar(tmp_path, "cifar100", n_train=300, n_test=100, num_classes=100)
+    data = cifar100(str(tmp_path), num_classes=100, **STATS)
+    assert data.train.labels.tolist() == arrays["train"][1]
+    assert data.num_classes == 100
+
+
+def test_missing_dataset_offline_names_the_folder(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as err:
+        cifar10(str(tmp_path), num_classes=10, download=False, **STATS)
+    message = str(err.value)
+    assert str(tmp_path / "cifar-10-batches-py") in message
+    assert "data_batch_1" in message and "data.root" in message
+
+
+def test_failed_download_says_why_and_where_to_put_the_files(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DatasetNotFoundError) as err:
+        cifar10(str(tmp_path), num_classes=10, download=True, **STATS)
+    assert "download failed" in str(err.value) and "Name or service not known" in str(err.value)
+    assert str(tmp_path / "cifar-10-batches-py") in str(err.value)
+
+
+def test_a_reencoded_copy_with_other_bytes_loads(tmp_path):
+    # No md5 check: any files in the right layout load (the shared JPEG copy has other bytes).
+    write_fake_cifar(tmp_path, "cifar10", seed=1)
+    assert len(cifar10(str(tmp_path), num_classes=10, **STATS).train) == 50
+
+
+# ------------------------------------------------------------------------------- splits
+
+def test_stratified_split_keeps_class_shares_and_is_reproducible():
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    chosen, rest = stratified_split(labels, 20, seed=3)
+    assert labels[chosen].bincount().tolist() == [12, 6, 2]
+    assert sorted(torch.cat([chosen, rest]).tolist()) == list(range(100))
+    assert torch.equal(chosen, stratified_split(labels, 20, seed=3)[0])
+    assert not torch.equal(chosen, stratified_split(labels, 20, seed=4)[0])
+
+
+def test_stratified_split_quotas_add_up_with_remainders():
+    labels = torch.tensor([0] * 5 + [1] * 5 + [2] * 5)
+    chosen, _ = stratified_split(labels, 7, seed=0)
+    assert len(chosen) == 7 and sorted(labels[chosen].bincount().tolist()) == [2, 2, 3]
+
+
+def test_fraction_subsets_train_only_and_val_is_held_out():
+    data = synthetic(num_train=1000, num_test=300, val_size=200, fraction=0.5)
+    assert len(data.val) == 200 and len(data.train) == 400 and len(data.test) == 300
+    assert data.train.labels.bincount().tolist() == [40] * 10
+    assert data.val.labels.bincount().tolist() == [20] * 10
+    full = synthetic(num_train=1000, num_test=300)
+    train_rows = {tuple(x.flatten()[:64].tolist()) for x in data.train.images}
+    val_rows = {tuple(x.flatten()[:64].tolist()) for x in data.val.images}
+    full_rows = {tuple(x.flatten()[:64].tolist()) for x in full.train.images}
+    assert not train_rows & val_rows and (train_rows | val_rows) <= full_rows
+
+
+def test_the_val_split_does_not_depend_on_the_fraction():
+    a = synthetic(num_train=500, val_size=100, fraction=1.0)
+    b = synthetic(num_train=500, val_size=100, fraction=0.3)
+    assert torch.equal(a.val.images, b.val.images)
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_fraction_outside_unit_interval_is_refused(fraction):
+    with pytest.raises(ConfigError, match=r"data.fraction=.*outside \(0, 1\]"):
+        synthetic(num_train=100, fraction=fraction)
+
+
+@pytest.mark.parametrize("val_size", [-1, 100, 10_000])
+def test_val_size_larger_than_train_is_refused(val_size):
+    with pytest.raises(ConfigError, match=r"data.val_size=.*up to 90"):
+        synthetic(num_train=100, val_size=val_size)
+
+
+def test_synthetic_classes_are_separable():
+    # nearest class mean on raw pixels already beats chance by far: the signal is real
+    data = synthetic(num_train=500, num_test=200)
+    x = data.train.images.float().flatten(1)
+    means = torch.stack([x[data.train.labels == c].mean(0) for c in range(10)])
+    pred = torch.cdist(data.test.images.float().flatten(1), means).argmin(1)
+    assert (pred == data.test.labels).float().mean() > 0.9
+
+
+# ------------------------------------------------------------------------------- loader
+
+def test_eval_batches_are_the_normalised_images_in_order():
+    data = synthetic(num_train=100, num_test=70)
+    loader = BatchLoader(data.test, 10, 32, data.mean, data.std, train=False)
+    batches = list(loader)
+    assert [len(x) for x, _ in batches] == [32, 32, 6]  # eval keeps the last partial batch
+    images = torch.cat([x for x, _ in batches])
+    mean, std = torch.tensor(data.mean).view(1, 3, 1, 1), torch.tensor(data.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(images, (data.test.images.float() / 255 - mean) / std)
+    targets = torch.cat([t for _, t in batches])
+    assert torch.equal(targets, F.one_hot(data.test.labels, 10).float())
+
+
+def test_each_epoch_visits_every_sample_once_in_a_new_order():
+    split = indexed_split(96)
+    loader = identity_loader(split, batch_size=32, train=True, seed=5)
+    seen = []
+    for epoch in (1, 2):
+        loader.set_epoch(epoch)
+        ids = torch.cat([x[:, 0, 0, 0] for x, _ in loader]).long()
+        assert sorted(ids.tolist()) == list(range(96))
+        seen.append(ids)
+    assert not torch.equal(seen[0], seen[1])
+
+
+def test_targets_follow_their_images():
+    split = indexed_split(64)
+    for images, targets in identity_loader(split, batch_size=16, train=True):
+        assert torch.equal(targets.argmax(1), images[:, 0, 0, 0].long() % 10)
+
+
+def test_same_seed_and_epoch_give_the_same_batches():
+    data = synthetic(num_train=128)
+    make = lambda: BatchLoader(data.train, 10, 32, data.mean, data.std, train=True,  # noqa: E731
+                               crop_padding=4, flip=True, seed=7)
+    a, b = make(), make()
+    a.set_epoch(3)
+    b.set_epoch(3)
+    for (xa, ta), (xb, tb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ta, tb)
+
+
+def test_ranks_take_disjoint_shards_that_cover_the_epoch():
+    split = indexed_split(128)
+    shards = []
+    for rank in (0, 1):
+        loader = identity_loader(split, batch_size=16, train=True, seed=1, rank=rank, world_size=2)
+        loader.set_epoch(4)
+        assert len(loader) == 4
+        shards.append(set(torch.cat([x[:, 0, 0, 0] for x, _ in loader]).long().tolist()))
+    assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(128))
+
+
+def test_drop_last_and_limit_batches():
+    split = indexed_split(100)
+    assert len(identity_loader(split, batch_size=32, train=True)) == 3
+    assert len(identity_loader(split, batch_size=32, train=False)) == 4
+    limited = identity_loader(split, batch_size=32, train=True, limit_batches=2)
+    assert len(limited) == 2 and len(list(limited)) == 2
+
+
+def windows_of(image: torch.Tensor, padding: int) -> list[torch.Tensor]:
+    """Every crop and flipped crop of the zero-padded image: the reference RandomCrop + flip."""
+    h, w = image.shape[-2:]
+    padded = F.pad(image, [padding] * 4)
+    crops = [padded[:, y:y + h, x:x + w] for y in range(2 * padding + 1) for x in range(2 * padding + 1)]
+    return crops + [c.flip(-1) for c in crops]
+
+
+def test_crop_and_flip_give_a_window_of_the_padded_image_per_sample():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 12, 12), dtype=torch.uint8, generator=g)
+    split = Split(images, torch.arange(64) % 10)
+    loader = identity_loader(split, batch_size=64, train=True, crop_padding=2, flip=True)
+    batch, _ = next(iter(loader))
+    drawn = []
+    for out in batch:
+        matches = [(i, k) for i in range(64) for k, win in enumerate(windows_of(images[i], 2))
+                   if torch.equal(win.float(), out)]
+        assert matches, "an output is not a crop/flip of any input"
+        drawn.append(matches[0][1])
+    # per-sample randomness: the batch draws many different offsets and both flip states
+    assert len(set(drawn)) > 20
+    assert any(k >= 25 for k in drawn) and any(k < 25 for k in drawn)
+
+
+def test_crop_offsets_and_flips_are_uniform():
+    split = Split(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, dtype=torch.long))
+    loader = BatchLoader(split, 10, 1, (0, 0, 0), (1 / 255,) * 3, train=True, crop_padding=1,
+                         flip=True)
+    g = torch.Generator().manual_seed(0)
+    # pad 1 around a 4x4 zero image: mark the source so each (dy, dx, flip) gives a distinct crop
+    loader._source = torch.arange(2 * 3 * 36, dtype=torch.float).view(2, 3, 6, 6)
+    counts: dict[tuple, int] = {}
+    for _ in range(3600):
+        crop = loader._crop_flip(torch.zeros(1, dtype=torch.long), g)[0, 0, 0, 0].item()
+        counts[crop] = counts.get(crop, 0) + 1
+    assert len(counts) == 2 * 9  # 3x3 offsets x 2 flips
+    assert max(counts.values()) / min(counts.values()) < 1.6
+
+
+def test_loader_yields_float_images_and_soft_targets_on_the_data_device():
+    data = synthetic(num_train=64)
+    loader = BatchLoader(data.train, 10, 16, data.mean, data.std, train=True, crop_padding=4,
+                         flip=True)
+    for images, targets in loader:
+        assert images.device == data.train.images.device and images.dtype == torch.float32
+        assert targets.shape == (16, 10)

@@ -1,0 +1,122 @@
+"""The real CLI in subprocesses: grids, reruns, parallel jobs, Optuna studies, kill and resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from conftest import ROOT, run_cli
+
+SMOKE = ["experiment=smoke", "data.num_train=256", "data.num_test=128", "data.val_size=32"]
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/summary.json")}
+
+
+def test_grid_with_a_diverging_job_finishes_and_its_rerun_skips_every_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *SMOKE, "optim.lr=0.02,1e12", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    run_cli(*args)
+    jobs = summaries(sweep)
+    assert len(jobs) == 4, sorted(jobs)
+    swept = lambda s: dict(o.split("=") for o in s["overrides"] if o.startswith(("optim", "seed")))  # noqa: E731
+    status = {(float(swept(s)["optim.lr"]), int(swept(s)["seed"])): s["status"] for s in jobs.values()}
+    assert status == {(0.02, 0): "completed", (0.02, 1): "completed",
+                      (1e12, 0): "diverged", (1e12, 1): "diverged"}
+    # one folder per override set, named by the overrides
+    assert "data.num_test=128,data.num_train=256,data.val_size=32,experiment=smoke,optim.lr=0.02,seed=0" in jobs
+
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json")}
+    ckpts = {p: p.stat().st_mtime_ns for p in sweep.glob("*/checkpoints/last.pt")}
+    rerun = run_cli(*args)
+    assert rerun.stderr.count("skipping") + rerun.stdout.count("skipping") == 4
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/checkpoints/last.pt")} == ckpts
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *SMOKE, "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "trainer.num_threads=1", f"hydra.sweep.dir={sweep}")
+    assert "Joblib.Parallel" in proc.stdout + proc.stderr
+    jobs = summaries(sweep)
+    assert sorted(s["seed"] for s in jobs.values()) == [0, 1]
+    assert all(s["status"] == "completed" for s in jobs.values())
+
+
+def test_optuna_study_in_sqlite_continues_on_a_second_invocation(tmp_path):
+    import optuna
+
+    sweep = tmp_path / "search"
+    args = ["hparams_search=lr_wd_optuna", *SMOKE, "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}"]
+    run_cli(*args)
+    run_cli(*args)
+    study = optuna.load_study(study_name="lr_wd", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert len(study.trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    jobs = summaries(sweep)
+    assert len(jobs) == 6  # trials are never skipped: each has its own folder
+    assert sorted(round(s["val_acc"], 6) for s in jobs.values()) == \
+        sorted(round(t.value, 6) for t in study.trials)
+
+
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    args = [*SMOKE, "model=resnet20", "trainer.epochs=3", "data.num_train=384", "optim.lr=0.05",
+            "trainer.num_threads=2"]
+    run_cli(*args, f"hydra.run.dir={tmp_path / 'straight'}")
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={killed}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = json.loads((killed / "summary.json").read_text())
+    assert interrupted["status"] == "running"  # killed in the middle, not after the end
+    assert torch.load(killed / "checkpoints" / "last.pt", weights_only=False)["epoch"] < 3
+
+    resumed = run_cli(*args, f"hydra.run.dir={killed}")
+    assert "resuming" in resumed.stdout + resumed.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(killed / "checkpoints" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 3
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    drop_times = lambda h: [{k: v for k, v in r.items() if k not in ("epoch_time_s", "img_per_s")}  # noqa: E731
+                            for r in h]
+    assert drop_times(a["history"]) == drop_times(b["history"])
+    assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
+
+
+def test_smoke_experiment_runs_offline_in_well_under_a_minute(tmp_path):
+    start = time.time()
+    run_cli("experiment=smoke", f"hydra.run.dir={tmp_path}")
+    assert time.time() - start < 45
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["model"] == "lenet"
+    for name in ("metrics.csv", "checkpoints/last.pt", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_cfg_job_prints_every_knob():
+    proc = run_cli("--cfg", "job", "model=resnet18", "data=cifar100", "trainer.epochs=30",
+                   "trainer.batch_size=256")
+    for line in ("epochs: 30", "batch_size: 256", "num_classes: 100", "resnet.resnet18",
+                 "lr: 0.1", "milestones:"):
+        assert line in proc.stdout, line
+
+
+def test_unknown_option_on_the_command_line_lists_the_options():
+    proc = run_cli("model=resnet1", check=False)
+    assert proc.returncode != 0
+    assert "Could not find 'model/resnet1'" in proc.stderr and "resnet20" in proc.stderr
