@@ -121,8 +121,20 @@ def test_register_model_rejects_duplicate() -> None:
     assert get_model_entry("resnet20") == original
 
 
-def test_model_table() -> None:
-    table = model_table()
+@pytest.fixture(scope="module")
+def table() -> str:
+    return model_table()
+
+
+def test_readme_model_table_is_the_generated_one(table: str) -> None:
+    from cifar_tricks.models.__main__ import END, START
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split(START)[1].split(END)[0].strip()
+    assert block == table, "regenerate it: python -m cifar_tricks.models --readme README.md"
+
+
+def test_model_table(table: str) -> None:
     rows = {}
     for line in table.splitlines():
         if line.startswith("| "):
