@@ -13,18 +13,29 @@ import math
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_tricks.config import TrainerConfig, register_schemas
 from cifar_tricks.data import BatchLoader, ImageData
-from cifar_tricks.errors import ConfigError
+from cifar_tricks.errors import CifarTricksError, ConfigError
 from cifar_tricks.losses import SoftTargetCrossEntropy
 from cifar_tricks.run_folder import RunFolder
 from cifar_tricks.train import Loaders, fit, resolve_device, seed_everything
 
 log = logging.getLogger("cifar_tricks")
 register_schemas()
+
+
+def build(node: DictConfig, *args, **kwargs):
+    """`instantiate`, letting errors that name their own fix through unwrapped."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, CifarTricksError):
+            raise e.__cause__ from None
+        raise
 
 
 def build_loaders(data: ImageData, settings: TrainerConfig, seed: int) -> Loaders:
@@ -91,15 +102,15 @@ def train(cfg: DictConfig, output_dir: str, overrides: list[str], choices: dict,
             torch.set_num_threads(settings.num_threads)
         seed_everything(cfg.seed, settings.deterministic)
         device = resolve_device(settings.device)
-        data = instantiate(cfg.data).to(device)
-        model = instantiate(cfg.model).to(device)
+        data = build(cfg.data).to(device)
+        model = build(cfg.model).to(device)
         info["params"] = sum(p.numel() for p in model.parameters())
         log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",
                  info["model"], info["params"] / 1e6, device, data.name, len(data.train),
                  len(data.val) if data.val is not None else 0, len(data.test))
         loaders = build_loaders(data, settings, cfg.seed)
-        optimizer = instantiate(cfg.optim)(model.parameters())
-        scheduler = instantiate(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
+        optimizer = build(cfg.optim)(model.parameters())
+        scheduler = build(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
                                            epochs=settings.epochs)
         summary = fit(model, loaders, optimizer, scheduler, SoftTargetCrossEntropy(), settings,
                       folder, resume, info)

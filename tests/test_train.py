@@ -127,3 +127,18 @@ def test_bad_input_fails_with_a_message_naming_the_fix(tmp_path, override, messa
 def test_val_objective_without_a_val_split_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="needs a validation split"):
         train_in_process(TINY + ["optimized_metric=val_acc"], tmp_path)
+
+
+@pytest.mark.parametrize("override", ["trainer.precision=bf16", "trainer.channels_last=true"])
+def test_precision_and_memory_format_options_train(tmp_path, override):
+    train_in_process(TINY + [override, "model=resnet20"], tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["train_loss"] > 0
+
+
+def test_progress_bar_shows_loss_accuracy_and_lr(tmp_path, capsys):
+    train_in_process(TINY + ["trainer.progress=bar", "trainer.log_every=1"], tmp_path)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err
+    for field in ("loss=", "acc=", "lr="):
+        assert field in err, err[-500:]

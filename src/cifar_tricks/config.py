@@ -45,38 +45,34 @@ class TrainerConfig:
 
 
 @dataclass
-class CifarConfig:
-    _target_: str = "cifar_tricks.data.cifar10"
-    root: str = "data"
+class ImageDataConfig:
+    """What every dataset config shares: classes, statistics, splits and base augmentation."""
     num_classes: int = 10
-    mean: List[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
-    std: List[float] = field(default_factory=lambda: [0.2470, 0.2435, 0.2616])
-    fraction: float = 1.0
-    val_size: int = 0
+    mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: List[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    fraction: float = 1.0  # share of the training set kept, stratified
+    val_size: int = 0  # stratified validation images held out of train
     split_seed: int = 0
     crop: bool = True  # random crop of the zero-padded image
     crop_padding: int = 4
     flip: bool = True  # random horizontal flip
+
+
+@dataclass
+class CifarConfig(ImageDataConfig):
+    _target_: str = "cifar_tricks.data.cifar10"
+    root: str = "data"
     download: bool = True
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticConfig(ImageDataConfig):
     _target_: str = "cifar_tricks.data.synthetic"
-    num_classes: int = 10
     num_train: int = 1000
     num_test: int = 500
     image_size: int = 32
     noise: float = 48.0
     generator_seed: int = 0
-    mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: List[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
-    fraction: float = 1.0
-    val_size: int = 0
-    split_seed: int = 0
-    crop: bool = True  # random crop of the zero-padded image
-    crop_padding: int = 4
-    flip: bool = True  # random horizontal flip
 
 
 def register_schemas() -> None:

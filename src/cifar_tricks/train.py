@@ -121,9 +121,8 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
             mean_loss = loss_sum.item() / seen
             if not math.isfinite(mean_loss):
                 break
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{100 * correct.item() / seen:.1f}",
-                                lr=f"{optimizer.param_groups[0]['lr']:.3g}", refresh=False)
+            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{100 * correct.item() / seen:.1f}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.3g}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
