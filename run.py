@@ -21,7 +21,7 @@ from cifar_tricks.config import TrainerConfig, register_schemas
 from cifar_tricks.data import BatchLoader, ImageData
 from cifar_tricks.errors import CifarTricksError, ConfigError
 from cifar_tricks.losses import SoftTargetCrossEntropy
-from cifar_tricks.run_folder import RunFolder
+from cifar_tricks.run_folder import FINISHED, RunFolder
 from cifar_tricks.train import Loaders, fit, resolve_device, seed_everything
 
 log = logging.getLogger("cifar_tricks")
@@ -80,41 +80,23 @@ def train(cfg: DictConfig, output_dir: str, overrides: list[str], choices: dict,
     """Run one job into `output_dir`: skip it if it already finished there, resume it if it has
     a checkpoint, train it otherwise. Returns `objective(summary, cfg.optimized_metric)`."""
     folder = RunFolder(output_dir)
-    previous = folder.read_summary()
     if skip_finished and (done := folder.finished_summary(overrides)):
+        metric = cfg.optimized_metric or "test_acc"
         log.info("%s already %s (%s=%s): skipping. Delete its summary.json to train it again.",
-                 output_dir, done["status"], cfg.optimized_metric or "test_acc",
-                 done.get(cfg.optimized_metric or "test_acc"))
+                 output_dir, done["status"], metric, done.get(metric))
         return objective(done, cfg.optimized_metric)
-    if previous and previous.get("status") in ("completed", "diverged"):
+    previous = folder.read_summary()
+    if previous and previous.get("status") in FINISHED:
         raise ConfigError(f"{output_dir} already holds a finished run with other overrides "
                           f"({previous.get('overrides')}); it is left untouched. Give this run "
                           f"another folder (hydra.run.dir=... or hydra.sweep.dir=...).")
-    config = OmegaConf.to_container(cfg, resolve=True)
     info = {"model": choices.get("model"), "params": None, "seed": cfg.seed,
-            "overrides": overrides, "choices": choices, "config": config}
+            "overrides": overrides, "choices": choices,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
     folder.write_summary({"status": "running", **_public(info)})
     try:
-        check_config(cfg)
-        resume = folder.load_checkpoint(config)  # refuses a checkpoint that does not fit
-        settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
-        if settings.num_threads:
-            torch.set_num_threads(settings.num_threads)
-        seed_everything(cfg.seed, settings.deterministic)
-        device = resolve_device(settings.device)
-        data = build(cfg.data).to(device)
-        model = build(cfg.model).to(device)
-        info["params"] = sum(p.numel() for p in model.parameters())
-        log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",
-                 info["model"], info["params"] / 1e6, device, data.name, len(data.train),
-                 len(data.val) if data.val is not None else 0, len(data.test))
-        loaders = build_loaders(data, settings, cfg.seed)
-        optimizer = build(cfg.optim)(model.parameters())
-        scheduler = build(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
-                                           epochs=settings.epochs)
-        summary = fit(model, loaders, optimizer, scheduler, SoftTargetCrossEntropy(), settings,
-                      folder, resume, info)
-    except Exception as e:
+        summary = build_and_fit(cfg, folder, info)
+    except Exception as e:  # recorded for the report, then raised: Hydra shows it, the sweep goes on
         folder.write_summary({"status": "failed", "error": f"{type(e).__name__}: {e}",
                               **_public(info)})
         raise
@@ -125,6 +107,30 @@ def train(cfg: DictConfig, output_dir: str, overrides: list[str], choices: dict,
     log.info("%s: test_acc=%s val_acc=%s (%s)", summary["status"], summary["test_acc"],
              summary["val_acc"], output_dir)
     return objective(summary, cfg.optimized_metric)
+
+
+def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
+    """Build the run's objects from the config, in order, and train them."""
+    check_config(cfg)
+    resume = folder.load_checkpoint(info["config"])  # refuses a checkpoint that does not fit
+    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    seed_everything(cfg.seed, settings.deterministic)
+    device = resolve_device(settings.device)
+
+    data = build(cfg.data).to(device)
+    model = build(cfg.model).to(device)
+    info["params"] = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",
+             info["model"], info["params"] / 1e6, device, data.name, len(data.train),
+             len(data.val) if data.val is not None else 0, len(data.test))
+    loaders = build_loaders(data, settings, cfg.seed)
+    optimizer = build(cfg.optim)(model.parameters())
+    scheduler = build(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
+                                 epochs=settings.epochs)
+    criterion = SoftTargetCrossEntropy()
+    return fit(model, loaders, optimizer, scheduler, criterion, settings, folder, resume, info)
 
 
 def _public(info: dict) -> dict:

@@ -164,6 +164,7 @@ def test_model_config(path: Path) -> None:
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
 
 
-def test_expected_configs_exist() -> None:
+def test_every_registered_model_has_exactly_one_config() -> None:
     stems = {p.stem for p in CONF_DIR.glob("*.yaml")}
+    assert stems == set(list_models())
     assert {"wideresnet", "resnet20", "resnet18", "lenet"} <= stems

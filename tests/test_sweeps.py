@@ -33,12 +33,19 @@ def test_grid_with_a_diverging_job_finishes_and_its_rerun_skips_every_job(tmp_pa
     # one folder per override set, named by the overrides
     assert "data.num_test=128,data.num_train=256,data.val_size=32,experiment=smoke,optim.lr=0.02,seed=0" in jobs
 
-    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json")}
+    # a job killed before it finished leaves status "running": the rerun resumes that one only
+    unfinished = sweep / "data.num_test=128,data.num_train=256,data.val_size=32,experiment=smoke,optim.lr=0.02,seed=1"
+    (unfinished / "summary.json").write_text(json.dumps({**jobs[unfinished.name], "status": "running"}))
+    finished = [p for p in sweep.glob("*/summary.json") if p.parent != unfinished]
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
     ckpts = {p: p.stat().st_mtime_ns for p in sweep.glob("*/checkpoints/last.pt")}
     rerun = run_cli(*args)
-    assert rerun.stderr.count("skipping") + rerun.stdout.count("skipping") == 4
-    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json")} == stamps
+    log = rerun.stdout + rerun.stderr
+    assert log.count("skipping") == 3 and log.count("resuming") == 1
+    assert {p: p.stat().st_mtime_ns for p in finished} == stamps
     assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/checkpoints/last.pt")} == ckpts
+    assert summaries(sweep)[unfinished.name]["status"] == "completed"
+    assert summaries(sweep)[unfinished.name]["test_acc"] == jobs[unfinished.name]["test_acc"]
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
