@@ -44,6 +44,16 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return get_model_entry(name)[0](**kwargs)
 
 
+def _import_families() -> None:
+    """Import every family module of this package, so adding a model is adding one file."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "layers":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
 # Imported last so their @register_model calls find the registry above.
-from . import lenet, resnet, resnet_cifar, wide_resnet  # noqa: E402,F401
+_import_families()
 from ._table import model_table  # noqa: E402

@@ -1,0 +1,101 @@
+"""Reference parameter counts of the model zoo (10 and 100 classes).
+
+SEED is ../shared/reference/model_params.md verbatim: what the seed repository's own code builds.
+SPP_ON replaces the spp_dXX_pA..pD rows there: the original never switched the SPP module on, so
+its pA..pD were copies of pN; these are the counts with the module really on (the `+spp=True`
+rows of the same file). FIXED and EXTRA are added by the model families that need them, each
+entry with the reason for its number.
+"""
+
+SEED = {
+    "vision_transformer": (12_470_026, 12_504_676),
+    "mobilevit_s": (5_003_120, 5_060_720),
+    "mobilevit_xs": (2_002_784, 2_037_344),
+    "mobilevit_xxs": (1_014_672, 1_043_472),
+    "coatnet_0": (16_997_816, 17_066_936),
+    "coatnet_1": (32_326_976, 32_396_096),
+    "coatnet_2": (54_668_496, 54_760_836),
+    "cvt": (19_547_466, 19_582_116),
+    "swin_t": (27_431_158, 27_500_368),
+    "swin_s": (48_714_562, 48_783_772),
+    "wideresnet": (36_479_194, 36_536_884),
+    "lenet": (62_006, 69_656),
+    "resnet20": (272_474, 278_324),
+    "senet": (11_260_354, 11_306_524),
+    "resnet18": (11_173_962, 11_220_132),
+    "resnet34": (21_282_122, 21_328_292),
+    "resnet50": (23_520_842, 23_705_252),
+    "regnet": (2_321_946, 2_355_156),
+    "nasnet": (5_126_494, 5_221_624),
+    "shake_resnet26_2x32d": (2_989_034, 3_000_644),
+    "shake_resnet26_2x64d": (11_914_730, 11_937_860),
+    "densenet": (1_000_618, 1_035_268),
+    "dla": (16_291_386, 16_337_556),
+    "googlenet": (6_166_250, 6_258_500),
+    "efficientnetb0": (3_599_686, 3_628_576),
+    "mobilenet": (3_217_226, 3_309_476),
+    "mobilenetv2": (2_296_922, 2_412_212),
+    "pnasnet": (451_626, 463_236),
+    "preact_resnet": (11_171_146, 11_217_316),
+    "resnext": (9_128_778, 9_221_028),
+    "vgg": (9_231_114, 9_277_284),
+    "inceptionv3": (22_133_738, 22_318_148),
+    "inceptionv4": (41_158_186, 41_296_516),
+    "inception_resnet_v2": (65_257_662, 65_442_072),
+    "rir": (10_293_634, 13_406_734),
+    "squeezenet": (734_986, 781_156),
+    "stochastic_depth_resnet18": (11_178_762, 11_224_932),
+    "xception": (20_829_578, 21_013_988),
+    "dpn": (11_574_842, 11_574_842),
+    "ge_resnext29_8x64d": (36_329_802, 36_422_052),
+    "pyramidnet272": (26_210_842, 26_288_692),
+    "spp_d11_pN": (1_912_138, 2_004_388),
+    "spp_d11_pA": (1_912_138, 2_004_388),
+    "spp_d11_pB": (1_912_138, 2_004_388),
+    "spp_d11_pC": (1_912_138, 2_004_388),
+    "spp_d11_pD": (1_912_138, 2_004_388),
+    "spp_d20_pN": (3_489_098, 3_581_348),
+    "spp_d20_pA": (3_489_098, 3_581_348),
+    "spp_d20_pB": (3_489_098, 3_581_348),
+    "spp_d20_pC": (3_489_098, 3_581_348),
+    "spp_d20_pD": (3_489_098, 3_581_348),
+    "spp_d29_pN": (5_066_058, 5_158_308),
+    "spp_d29_pA": (5_066_058, 5_158_308),
+    "spp_d29_pB": (5_066_058, 5_158_308),
+    "spp_d29_pC": (5_066_058, 5_158_308),
+    "spp_d29_pD": (5_066_058, 5_158_308),
+}
+
+SPP_ON = {
+    "spp_d11_pA": (3_981_898, 4_074_148),
+    "spp_d11_pB": (3_981_898, 4_074_148),
+    "spp_d11_pC": (3_981_898, 4_074_148),
+    "spp_d11_pD": (5_358_154, 5_450_404),
+    "spp_d20_pA": (7_628_618, 7_720_868),
+    "spp_d20_pB": (7_628_618, 7_720_868),
+    "spp_d20_pC": (7_628_618, 7_720_868),
+    "spp_d20_pD": (10_381_130, 10_473_380),
+    "spp_d29_pA": (11_275_338, 11_367_588),
+    "spp_d29_pB": (11_275_338, 11_367_588),
+    "spp_d29_pC": (11_275_338, 11_367_588),
+    "spp_d29_pD": (15_404_106, 15_496_356),
+}
+
+# Where the original was wrong and ours differs by exactly the fix (see each model's docstring).
+FIXED: dict[str, tuple[int, int]] = {
+}
+
+# Models beyond the seed: counts of the reference implementation / paper named in each comment.
+EXTRA: dict[str, tuple[int, int]] = {
+    # WRN-16-8 and WRN-40-2 (Zagoruyko & Komodakis 2016): 11.0M and 2.2M in the paper.
+    "wideresnet16_8": (10_961_370, 10_984_500),
+    "wideresnet40_2": (2_243_546, 2_255_156),
+    # CIFAR ResNets of He et al. 2016 with option-B shortcuts (paper, option A: 0.46M ... 1.7M).
+}
+
+
+def expected_params(name: str) -> tuple[int, int]:
+    for table in (FIXED, SPP_ON, EXTRA, SEED):
+        if name in table:
+            return table[name]
+    raise KeyError(f"no reference parameter count for model {name!r}: add it to tests/model_reference.py")
