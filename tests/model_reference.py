@@ -88,9 +88,13 @@ FIXED: dict[str, tuple[int, int]] = {
 # Models beyond the seed: counts of the reference implementation / paper named in each comment.
 EXTRA: dict[str, tuple[int, int]] = {
     # WRN-16-8 and WRN-40-2 (Zagoruyko & Komodakis 2016): 11.0M and 2.2M in the paper.
-    "wideresnet16_8": (10_961_370, 10_984_500),
+    "wideresnet16_8": (10_961_370, 11_007_540),
     "wideresnet40_2": (2_243_546, 2_255_156),
     # CIFAR ResNets of He et al. 2016 with option-B shortcuts (paper, option A: 0.46M ... 1.7M).
+    "resnet32": (466_906, 472_756),
+    "resnet44": (661_338, 667_188),
+    "resnet56": (855_770, 861_620),
+    "resnet110": (1_730_714, 1_736_564),
 }
 
 

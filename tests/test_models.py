@@ -18,32 +18,15 @@ from cifar_tricks.models import (
     register_model,
 )
 
+from model_reference import expected_params
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
-
-# (name, constructor kwargs) -> parameter counts for 10 and 100 classes (None: not checked).
-REQUIRED_PARAMS: dict[tuple[str, tuple], tuple[int, int | None]] = {
-    ("lenet", ()): (62_006, 69_656),
-    ("resnet18", ()): (11_173_962, 11_220_132),
-    ("resnet34", ()): (21_282_122, 21_328_292),
-    ("resnet50", ()): (23_520_842, 23_705_252),
-    ("resnet20", ()): (272_474, 278_324),
-    ("resnet20", (("shortcut", "A"),)): (269_722, None),
-    ("resnet32", ()): (466_906, 472_756),
-    ("resnet44", ()): (661_338, 667_188),
-    ("resnet56", ()): (855_770, 861_620),
-    ("resnet110", ()): (1_730_714, 1_736_564),
-    ("wideresnet", ()): (36_479_194, 36_536_884),
-    ("wideresnet16_8", ()): (10_961_370, 11_007_540),
-    ("wideresnet40_2", ()): (2_243_546, 2_255_156),
-}
-
-# WRN-28-10 training steps are too slow for a CPU unit test; such models get an eval forward only.
-HEAVY_PARAMS = 30_000_000
+MODEL_CONFIGS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _single_thread():
-    # batch-1/2 32px convs are too small to parallelise; OpenMP sync makes 2 threads far slower
+    # batch-2 32px convs are too small to parallelise; OpenMP sync makes 2 threads slower
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -54,49 +37,56 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_every_registered_model_has_required_counts() -> None:
-    assert {name for name, _ in REQUIRED_PARAMS} == set(list_models())
+def build(name: str, num_classes: int) -> torch.nn.Module:
+    """`conf/model/<name>.yaml` instantiated by Hydra, as run.py does."""
+    root = OmegaConf.create({"data": {"num_classes": num_classes},
+                             "model": OmegaConf.load(CONF_DIR / f"{name}.yaml")})
+    return hydra.utils.instantiate(root.model)
 
 
-def _key_id(key: tuple[str, tuple]) -> str:
-    return "-".join([key[0], *(f"{k}={v}" for k, v in key[1])])
+def assert_params_match_reference(model: torch.nn.Module, name: str, num_classes: int) -> None:
+    expected = expected_params(name)[num_classes == 100]
+    got = n_params(model)
+    assert abs(got - expected) <= 0.01 * expected, \
+        f"{name} ({num_classes} classes): {got:,} params, reference {expected:,}"
 
 
-@pytest.mark.parametrize("key", list(REQUIRED_PARAMS), ids=_key_id)
-def test_param_count(key: tuple[str, tuple]) -> None:
-    name, kwargs = key
-    for num_classes, expected in zip((10, 100), REQUIRED_PARAMS[key]):
-        if expected is not None:
-            model = create_model(name, num_classes=num_classes, **dict(kwargs))
-            assert n_params(model) == expected, (name, kwargs, num_classes)
-
-
-@pytest.mark.parametrize("name", list_models())
-def test_forward_backward(name: str) -> None:
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_model_builds_trains_and_evaluates_for_10_and_100_classes(name: str) -> None:
+    """One build per class count: counts, train forward+backward, deterministic eval, surface."""
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10)
-    if n_params(model) > HEAVY_PARAMS:
-        model.eval()
-        with torch.no_grad():
-            out = model(torch.randn(1, 3, 32, 32))
-        assert out.shape == (1, 10) and torch.isfinite(out).all()
-        return
-    model.train()
-    out = model(torch.randn(2, 3, 32, 32))
-    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    x = torch.randn(2, 3, 32, 32)
+    model = build(name, 10)
+    assert_params_match_reference(model, name, 10)
+    with torch.no_grad():
+        assert model.eval()(x).shape == (2, 10)
+    del model
+
+    model = build(name, 100).train()
+    assert_params_match_reference(model, name, 100)
+    out = model(x)
+    assert out.shape == (2, 100) and torch.isfinite(out).all()
     out.logsumexp(dim=1).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not missing, missing
+    assert not missing, f"parameters without a gradient: {missing[:5]}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
     model.eval()
     with torch.no_grad():
-        feats = model.forward_features(torch.randn(2, 3, 32, 32))
-        assert feats.shape[1] == model.num_features
-        assert model.forward_head(feats).shape == (2, 10)
+        first, second = model(x), model(x)
+        assert torch.equal(first, second), "eval mode must be deterministic"
+        assert first.shape == (2, 100) and torch.isfinite(first).all()
+        features = model.forward_features(x)
+        assert features.shape[1] == model.num_features
+        assert torch.allclose(model.forward_head(features), first, atol=1e-5)
 
 
-def test_resnet20_shortcut_a_trains() -> None:
+def test_every_registered_model_has_exactly_one_config() -> None:
+    assert set(MODEL_CONFIGS) == set(list_models())
+
+
+def test_resnet20_shortcut_a_is_the_papers_parameter_free_option() -> None:
+    assert n_params(create_model("resnet20", num_classes=10, shortcut="A")) == 269_722
     model = create_model("resnet20", num_classes=100, shortcut="A").train()
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 100)
@@ -157,14 +147,3 @@ def test_model_config(path: Path) -> None:
     assert OmegaConf.to_container(cfg)["num_classes"] == "${data.num_classes}"
     params = inspect.signature(fn).parameters
     assert all(k in params for k in cfg if k != "_target_"), list(cfg)
-
-    root = OmegaConf.create({"data": {"num_classes": 7}, "model": cfg})
-    model = hydra.utils.instantiate(root.model).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
-
-
-def test_every_registered_model_has_exactly_one_config() -> None:
-    stems = {p.stem for p in CONF_DIR.glob("*.yaml")}
-    assert stems == set(list_models())
-    assert {"wideresnet", "resnet20", "resnet18", "lenet"} <= stems
