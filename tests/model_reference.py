@@ -83,6 +83,9 @@ SPP_ON = {
 
 # Where the original was wrong and ours differs by exactly the fix (see each model's docstring).
 FIXED: dict[str, tuple[int, int]] = {
+    # The original built an expansion conv+BN for the expansion-1 first block that forward never
+    # used (1,088 parameters without a gradient); ours does not build them.
+    "efficientnetb0": (3_598_598, 3_627_488),
 }
 
 # Models beyond the seed: counts of the reference implementation / paper named in each comment.
@@ -95,6 +98,8 @@ EXTRA: dict[str, tuple[int, int]] = {
     "resnet44": (661_338, 667_188),
     "resnet56": (855_770, 861_620),
     "resnet110": (1_730_714, 1_736_564),
+    # kuangliu DenseNet121 (DenseNet-BC, growth 32, blocks [6,12,24,16]); 6.96M as kuangliu's.
+    "densenet121": (6_956_298, 7_048_548),
 }
 
 
