@@ -86,6 +86,9 @@ FIXED: dict[str, tuple[int, int]] = {
     # The original built an expansion conv+BN for the expansion-1 first block that forward never
     # used (1,088 parameters without a gradient); ours does not build them.
     "efficientnetb0": (3_598_598, 3_627_488),
+    # The original's head was Linear(2432, 10) whatever num_classes was; ours follows num_classes
+    # (+90 x 2433 parameters at 100 classes).
+    "dpn": (11_574_842, 11_793_812),
 }
 
 # Models beyond the seed: counts of the reference implementation / paper named in each comment.
@@ -100,6 +103,12 @@ EXTRA: dict[str, tuple[int, int]] = {
     "resnet110": (1_730_714, 1_736_564),
     # kuangliu DenseNet121 (DenseNet-BC, growth 32, blocks [6,12,24,16]); 6.96M as kuangliu's.
     "densenet121": (6_956_298, 7_048_548),
+    # kuangliu PreActResNet34/50, VGG16 (BN, one Linear head), ResNet101/152 (bottleneck).
+    "preact_resnet34": (21_279_306, 21_325_476),
+    "preact_resnet50": (23_509_066, 23_693_476),
+    "vgg16": (14_728_266, 14_774_436),
+    "resnet101": (42_512_970, 42_697_380),
+    "resnet152": (58_156_618, 58_341_028),
 }
 
 

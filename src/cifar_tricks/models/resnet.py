@@ -13,7 +13,10 @@ import torch.nn.functional as F
 
 from . import register_model
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50"]
+__all__ = [
+    "BasicBlock", "Bottleneck", "ResNet",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+]  # fmt: skip
 
 
 def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Module:
@@ -116,3 +119,15 @@ def resnet34(num_classes: int = 10, **kwargs: Any) -> ResNet:
 def resnet50(num_classes: int = 10, **kwargs: Any) -> ResNet:
     """ResNet-50 (bottleneck blocks), 23.5M params."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
+
+
+@register_model
+def resnet101(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """ResNet-101 (bottleneck blocks), 42.5M params."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes, **kwargs)
+
+
+@register_model
+def resnet152(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """ResNet-152 (bottleneck blocks), 58.2M params."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes=num_classes, **kwargs)
