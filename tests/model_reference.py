@@ -89,6 +89,10 @@ FIXED: dict[str, tuple[int, int]] = {
     # The original's head was Linear(2432, 10) whatever num_classes was; ours follows num_classes
     # (+90 x 2433 parameters at 100 classes).
     "dpn": (11_574_842, 11_793_812),
+    # CIFAR-ZOO's `self.equal_io and None or Shortcut(...)` always built a shortcut; 9 of 12 were
+    # never used (no gradient). Without them the counts are the paper's 2.9M / 11.7M.
+    "shake_resnet26_2x32d": (2_923_178, 2_934_788),
+    "shake_resnet26_2x64d": (11_653_994, 11_677_124),
 }
 
 # Models beyond the seed: counts of the reference implementation / paper named in each comment.
@@ -109,6 +113,10 @@ EXTRA: dict[str, tuple[int, int]] = {
     "vgg16": (14_728_266, 14_774_436),
     "resnet101": (42_512_970, 42_697_380),
     "resnet152": (58_156_618, 58_341_028),
+    # Shake-Shake 26 2x96d (Gastaldi 2017: 26.2M); PyramidNet-110 alpha=270 with basic blocks and
+    # ShakeDrop (Yamada et al. 2018: 28.3M).
+    "shake_resnet26_2x96d": (26_192_938, 26_227_588),
+    "pyramidnet110": (28_485_477, 28_511_307),
 }
 
 
