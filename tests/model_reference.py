@@ -93,6 +93,12 @@ FIXED: dict[str, tuple[int, int]] = {
     # never used (no gradient). Without them the counts are the paper's 2.9M / 11.7M.
     "shake_resnet26_2x32d": (2_923_178, 2_934_788),
     "shake_resnet26_2x64d": (11_653_994, 11_677_124),
+    # weiaicunzai NASNet built both "Fit" paths in every cell and used at most one: 887,568
+    # parameters that never received a gradient. The computed function is unchanged.
+    "nasnet": (4_238_926, 4_334_056),
+    # RiR's head was hard-wired to 100 outputs (10 classes gave 100 logits, 100 classes crashed):
+    # the last Linear now outputs num_classes, the head conv keeps the original 100 channels.
+    "rir": (10_253_044, 10_293_634),
 }
 
 # Models beyond the seed: counts of the reference implementation / paper named in each comment.

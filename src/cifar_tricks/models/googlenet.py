@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .layers import ConvBnAct
 
 __all__ = ["Inception", "GoogLeNet", "googlenet"]
 
@@ -25,12 +26,9 @@ _CFG_4 = [(480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
 _CFG_5 = [(832, 256, 160, 320, 32, 128, 128), (832, 384, 192, 384, 48, 128, 128)]
 
 
-def _conv_bn_relu(in_planes: int, out_planes: int, kernel_size: int) -> nn.Sequential:
+def _conv_bn_relu(in_planes: int, out_planes: int, kernel_size: int) -> ConvBnAct:
     # conv keeps its bias before BN: redundant, but it is what the original builds and counts
-    return nn.Sequential(
-        nn.Conv2d(in_planes, out_planes, kernel_size, padding=kernel_size // 2),
-        nn.BatchNorm2d(out_planes), nn.ReLU(inplace=True),
-    )  # fmt: skip
+    return ConvBnAct(in_planes, out_planes, kernel_size, bias=True)
 
 
 class Inception(nn.Module):

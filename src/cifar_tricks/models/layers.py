@@ -25,15 +25,19 @@ def _per_sample(x: torch.Tensor, draw: Callable[..., torch.Tensor]) -> torch.Ten
 
 
 class ConvBnAct(nn.Sequential):
-    """Conv2d (no bias: BatchNorm has one) -> BatchNorm2d -> activation (None: identity)."""
+    """Conv2d -> BatchNorm2d -> activation (None: identity).
+
+    The conv has no bias by default (BatchNorm's shift makes it redundant); `bias=True` rebuilds
+    reference models that kept one, so their parameter counts match.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
                  stride: int = 1, padding: int | None = None, groups: int = 1,
-                 act_layer: Callable[[], nn.Module] | None = nn.ReLU) -> None:
+                 act_layer: Callable[[], nn.Module] | None = nn.ReLU, bias: bool = False) -> None:
         padding = kernel_size // 2 if padding is None else padding
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
-                      bias=False),
+                      bias=bias),
             nn.BatchNorm2d(out_channels),
             act_layer() if act_layer is not None else nn.Identity(),
         )

@@ -13,18 +13,13 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .layers import ConvBnAct
 
 __all__ = ["VGG", "vgg", "vgg16"]
 
 # Conv widths per block of the paper's configurations A (VGG-11) and D (VGG-16).
 _VGG11 = ((64,), (128,), (256, 256), (512, 512), (512, 512))
 _VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    # the conv keeps its bias although BN follows, as the reference code does (part of its count)
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True)]
 
 
 class VGG(nn.Module):
@@ -37,7 +32,8 @@ class VGG(nn.Module):
         in_channels = 3
         for widths in blocks:
             for width in widths:
-                layers += _conv_bn_relu(in_channels, width)
+                # the conv keeps its bias although BN follows, as the reference code does
+                layers.append(ConvBnAct(in_channels, width, bias=True))
                 in_channels = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
