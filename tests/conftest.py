@@ -67,6 +67,18 @@ def write_fake_cifar(root: Path, name: str = "cifar10", n_train: int = 50, n_tes
 
 
 @pytest.fixture
+def one_thread():
+    """Model tests run batch-2 32px convs: too small to parallelise, and OpenMP's thread sync
+    makes 2 threads slower than 1 on small CPUs, so those modules use one torch thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def fake_cifar(tmp_path: Path) -> Path:
     write_fake_cifar(tmp_path, "cifar10")
     write_fake_cifar(tmp_path, "cifar100", n_train=300, num_classes=100)

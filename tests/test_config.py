@@ -1,8 +1,6 @@
 """Every option of every config group composes and builds; mistakes fail at compose time."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException

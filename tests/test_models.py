@@ -18,19 +18,14 @@ from cifar_tricks.models import (
     register_model,
 )
 
+from cifar_tricks.models.layers import Classifier
 from model_reference import expected_params
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 MODEL_CONFIGS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # batch-2 32px convs are too small to parallelise; OpenMP sync makes 2 threads slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -63,6 +58,7 @@ def test_model_builds_trains_and_evaluates_for_10_and_100_classes(name: str) -> 
     del model
 
     model = build(name, 100).train()
+    assert isinstance(model, Classifier)  # forward = forward_head(forward_features)
     assert_params_match_reference(model, name, 100)
     out = model(x)
     assert out.shape == (2, 100) and torch.isfinite(out).all()

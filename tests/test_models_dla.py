@@ -7,8 +7,7 @@ import torch
 from cifar_tricks.models.dla import DLA, Tree
 
 
-def test_level3_tree_runs_and_aggregates_every_stage() -> None:
-    torch.set_num_threads(1)
+def test_level3_tree_runs_and_aggregates_every_stage(one_thread) -> None:
     tree = Tree(8, 16, level=3, stride=2)
     # prev_root + level-2 and level-1 sub-trees + left + right feed the root
     assert tree.root[0].in_channels == 5 * 16

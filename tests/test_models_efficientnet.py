@@ -11,12 +11,7 @@ from cifar_tricks.models.efficientnet import MBConv
 from cifar_tricks.models.layers import DropPath
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_drop_path_rises_linearly_over_blocks() -> None:

@@ -14,12 +14,7 @@ PORT_PARAMS = (5_126_494, 5_221_624)  # weiaicunzai NasNetA(4, 2, 44, 44), 10 / 
 UNUSED_IN_PORT = 887_568  # its Fit modules' never-used factorized reductions and projections
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_count_is_the_ports_minus_its_unused_parameters() -> None:

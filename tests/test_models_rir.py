@@ -11,12 +11,7 @@ from cifar_tricks.models import create_model
 SEED_10_CLASSES = 10_293_634  # the seed's 10-class build, with its 450 -> 100 last layer
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: torch.nn.Module) -> int:

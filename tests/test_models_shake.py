@@ -10,12 +10,7 @@ from cifar_tricks.models import create_model
 from cifar_tricks.models.layers import ShakeDrop, shake_shake
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _per_sample_coefficient(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,7 @@ DEPTH_BLOCKS = {11: 1, 20: 2, 29: 3}
 KERNELS = {"N": (), "A": (3,), "B": (5,), "C": (7,), "D": (3, 5, 7)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
+from .layers import Classifier
 
 __all__ = ["DenseLayer", "Transition", "DenseNet", "densenet", "densenet121"]
 
@@ -50,7 +51,7 @@ class Transition(nn.Module):
         return F.avg_pool2d(self.conv(x), 2)
 
 
-class DenseNet(nn.Module):
+class DenseNet(Classifier):
     """Dense blocks of ``block_config`` layers; each transition keeps floor(reduction * C) channels.
 
     Args:
@@ -85,12 +86,6 @@ class DenseNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.layers(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

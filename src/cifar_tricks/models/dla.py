@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 from .resnet import BasicBlock
 
 __all__ = ["Tree", "DLA", "dla"]
@@ -51,7 +51,7 @@ class Tree(nn.Module):
         return self.root(torch.cat(xs, dim=1))
 
 
-class DLA(nn.Module):
+class DLA(Classifier):
     """Conv stem of ``channels[:3]``, one tree per entry of ``levels`` with ``channels[3:]``.
 
     Args:
@@ -82,12 +82,6 @@ class DLA(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["DualPathBlock", "DPN", "dpn"]
 
@@ -49,7 +49,7 @@ class DualPathBlock(nn.Module):
         return F.relu(out)
 
 
-class DPN(nn.Module):
+class DPN(Classifier):
     """3x3 stem to 64 channels, four stages at strides 1/2/2/2, pool, fc.
 
     Args:
@@ -80,12 +80,6 @@ class DPN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct, DropPath, SqueezeExcite
+from .layers import Classifier, ConvBnAct, DropPath, SqueezeExcite
 
 __all__ = ["MBConv", "EfficientNet", "efficientnetb0"]
 
@@ -54,7 +54,7 @@ class MBConv(nn.Module):
         return x + self.drop_path(out) if self.has_skip else out
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(Classifier):
     """Stem conv 3->32 (swish), MBConv stages of ``cfg``, global pool, dropout, linear head.
 
     Args:
@@ -88,9 +88,6 @@ class EfficientNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["Inception", "GoogLeNet", "googlenet"]
 
@@ -51,7 +51,7 @@ class Inception(nn.Module):
         return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(Classifier):
     """3x3 stem, inception stages 3 (2 modules), 4 (5) and 5 (2) with max-pools between them."""
 
     def __init__(self, num_classes: int = 10, stem_width: int = 192) -> None:
@@ -70,12 +70,6 @@ class GoogLeNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

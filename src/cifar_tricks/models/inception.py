@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["Concat", "InceptionResNetBlock", "Inception", "inceptionv3", "inceptionv4",
            "inception_resnet_v2"]
@@ -199,7 +199,7 @@ def _ir_reduction_b(in_ch: int) -> Concat:
                    _cbr_seq(in_ch, (256, 1), (288, 3, 1, 1), (320, 3, 2)), nn.MaxPool2d(3, 2)])
 
 
-class Inception(nn.Module):
+class Inception(Classifier):
     """A feature extractor (stem and Inception modules) with the shared head: global average
     pool, dropout, linear."""
 
@@ -219,9 +219,6 @@ class Inception(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build_inceptionv3() -> nn.Sequential:

@@ -15,8 +15,28 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ConvBnAct", "SqueezeExcite", "DropPath", "ShakeShake", "shake_shake", "ShakeDrop",
+__all__ = ["Classifier", "ConvBnAct", "SqueezeExcite", "DropPath", "ShakeShake", "shake_shake", "ShakeDrop",
            "ShakeDropFunction"]
+
+
+class Classifier(nn.Module):
+    """The surface every model of the zoo shares: `forward(x) = forward_head(forward_features(x))`.
+
+    Subclasses define `forward_features` and set `num_features`; the default head, global average
+    pooling (`self.pool`) then a linear layer (`self.fc`), is what most CNNs end with. Models with
+    another head override `forward_head`. KD, EMA and the tests rely on this surface.
+    """
+
+    num_features: int
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 def _per_sample(x: torch.Tensor, draw: Callable[..., torch.Tensor]) -> torch.Tensor:

@@ -11,11 +11,12 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .layers import Classifier
 
 __all__ = ["LeNet", "lenet"]
 
 
-class LeNet(nn.Module):
+class LeNet(Classifier):
     """Two 5x5 conv + max-pool stages, a 400-120-84 MLP (the features) and a linear head."""
 
     def __init__(self, num_classes: int = 10) -> None:
@@ -38,9 +39,6 @@ class LeNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

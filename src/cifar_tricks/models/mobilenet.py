@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["DepthwiseSeparable", "MobileNet", "mobilenet"]
 
@@ -30,7 +30,7 @@ class DepthwiseSeparable(nn.Sequential):
         )
 
 
-class MobileNet(nn.Module):
+class MobileNet(Classifier):
     """Stem conv 3->32, depthwise-separable blocks of ``cfg``, global pool, linear head.
 
     Args:
@@ -55,12 +55,6 @@ class MobileNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

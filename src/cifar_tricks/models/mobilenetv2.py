@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["InvertedResidual", "MobileNetV2", "mobilenetv2"]
 
@@ -44,7 +44,7 @@ class InvertedResidual(nn.Module):
         return out if self.shortcut is None else out + self.shortcut(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Classifier):
     """Stem conv 3->32, inverted-residual stages of ``cfg``, 1x1 conv to ``head_width``, head."""
 
     def __init__(self, cfg: list[tuple[int, int, int, int]] = _V2, num_classes: int = 10,
@@ -66,12 +66,6 @@ class MobileNetV2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head_conv(self.layers(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

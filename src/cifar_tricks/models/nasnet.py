@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
+from .layers import Classifier
 from .xception import SeparableConv2d
 
 __all__ = ["SeparableBranch", "FactorizedReduce", "NormalCell", "ReductionCell", "NASNet",
@@ -142,7 +143,7 @@ class ReductionCell(nn.Module):
         return torch.cat([b, c, d, e], 1), x
 
 
-class NASNet(nn.Module):
+class NASNet(Classifier):
     """Stem, (``cells_per_stage`` normal cells, reduction cell) x ``reductions``, normal cells,
     ReLU, pool, fc. Filters double at each reduction."""
 
@@ -172,12 +173,6 @@ class NASNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         return F.relu(self.cells((x, x))[0])
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

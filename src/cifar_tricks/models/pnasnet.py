@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["CellB", "PNASNet", "pnasnet"]
 
@@ -50,7 +50,7 @@ class CellB(nn.Module):
         return self.reduce(torch.cat([left, right], 1))
 
 
-class PNASNet(nn.Module):
+class PNASNet(Classifier):
     """Stem conv 3->``num_planes``; cells at width C, 2C, 4C with a stride-2 cell between stages."""
 
     def __init__(self, cell: type[CellB] = CellB, num_cells: int = 6, num_planes: int = 32,
@@ -72,12 +72,6 @@ class PNASNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = [
     "PreActBlock", "PreActBottleneck", "PreActResNet",
@@ -87,7 +87,7 @@ class PreActBottleneck(nn.Module):
         return self.attn(out) + residual
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(Classifier):
     """Stem, four stages of 64/128/256/512 planes (times the expansion) at strides 1/2/2/2, fc.
 
     Args:
@@ -119,12 +119,6 @@ class PreActResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

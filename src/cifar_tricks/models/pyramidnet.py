@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import ShakeDrop
+from .layers import Classifier, ShakeDrop
 
 __all__ = ["PyramidBasicBlock", "PyramidBottleneck", "PyramidNet", "pyramidnet272", "pyramidnet110"]
 
@@ -90,7 +90,7 @@ class PyramidBottleneck(nn.Module):
         return out + _pad_shortcut(x, self.out_planes, self.stride)
 
 
-class PyramidNet(nn.Module):
+class PyramidNet(Classifier):
     """Stem conv-BN 3->16, three stages of ``blocks_per_stage`` blocks at strides 1/2/2 whose
     width grows linearly by ``alpha`` over all blocks, final BN-ReLU, pool, fc.
 
@@ -136,12 +136,6 @@ class PyramidNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.layers(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build_pyramidnet(depth: int, alpha: float, bottleneck: bool, max_drop_prob: float,

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import ConvBnAct, SqueezeExcite
+from .layers import Classifier, ConvBnAct, SqueezeExcite
 
 __all__ = ["XBlock", "RegNet", "regnet"]
 
@@ -47,7 +47,7 @@ class XBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class RegNet(nn.Module):
+class RegNet(Classifier):
     """Stem conv 3->64, then one stage of X blocks per (depth, width, stride)."""
 
     def __init__(self, depths: list[int], widths: list[int], strides: list[int],
@@ -71,12 +71,6 @@ class RegNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

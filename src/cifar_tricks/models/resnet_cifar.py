@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
+from .layers import Classifier
 
 __all__ = [
     "PadShortcut", "BasicBlock", "ResNetCifar",
@@ -64,7 +65,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNetCifar(nn.Module):
+class ResNetCifar(Classifier):
     """Three stages of ``blocks_per_stage`` basic blocks, 16/32/64 channels at strides 1/2/2."""
 
     def __init__(self, blocks_per_stage: int, num_classes: int = 10, shortcut: str = "B") -> None:
@@ -94,12 +95,6 @@ class ResNetCifar(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build_resnet_cifar(

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["ResNeXtBlock", "ResNeXt", "resnext"]
 
@@ -45,7 +45,7 @@ class ResNeXtBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNeXt(nn.Module):
+class ResNeXt(Classifier):
     """1x1 stem, one stage per entry of ``layers`` (strides 1, 2, 2, ...), pool, fc."""
 
     def __init__(self, layers: list[int], cardinality: int, bottleneck_width: int,
@@ -69,12 +69,6 @@ class ResNeXt(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

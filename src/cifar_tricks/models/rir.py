@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .layers import Classifier
 
 __all__ = ["GeneralizedResidualLayer", "ResNetInResNet", "rir"]
 
@@ -62,7 +63,7 @@ class GeneralizedResidualLayer(nn.Module):
         return residual, self.transient_act(r_to_t + t_to_t)
 
 
-class ResNetInResNet(nn.Module):
+class ResNetInResNet(Classifier):
     """Two-stream stem, RiR blocks, concat, then a conv + MLP head.
 
     Args:
@@ -116,9 +117,6 @@ class ResNetInResNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head_conv(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

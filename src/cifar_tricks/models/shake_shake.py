@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import shake_shake
+from .layers import Classifier, shake_shake
 
 __all__ = [
     "ShakeShortcut", "ShakeBlock", "ShakeResNet",
@@ -85,7 +85,7 @@ class ShakeBlock(nn.Module):
         return mixed + self.shortcut(x)
 
 
-class ShakeResNet(nn.Module):
+class ShakeResNet(Classifier):
     """Stem conv 3->16, three stages of ``blocks_per_stage`` ShakeBlocks of widths
     (``width``, 2 ``width``, 4 ``width``) at strides 1/2/2, ReLU, pool, fc."""
 
@@ -118,12 +118,6 @@ class ShakeResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # blocks end in a sum without activation, so one ReLU before pooling
         return F.relu(self.layers(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build_shake_resnet(depth: int, width: int, num_classes: int, **kwargs: Any) -> ShakeResNet:

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = [
     "SPP", "ResNeXtBottleneck", "CifarResNeXt",
@@ -82,7 +82,7 @@ class ResNeXtBottleneck(nn.Module):
         return self.act(self.branch(out) + self.shortcut(x))
 
 
-class CifarResNeXt(nn.Module):
+class CifarResNeXt(Classifier):
     """CIFAR ResNeXt-``depth``: 64-ch 3x3 stem, 3 stages of (depth - 2) // 9 bottlenecks.
 
     Args:
@@ -122,12 +122,6 @@ class CifarResNeXt(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build_spp_resnext(depth: int, kernels: Sequence[int], num_classes: int,

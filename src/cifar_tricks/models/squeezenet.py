@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .layers import Classifier
 
 __all__ = ["Fire", "SqueezeNet", "squeezenet"]
 
@@ -62,7 +63,7 @@ class Fire(nn.Module):
         return out + x if self.bypass else out
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(Classifier):
     """Stem, eight Fire modules, 1x1 conv classifier, global average pool."""
 
     def __init__(self, num_classes: int = 10) -> None:
@@ -82,9 +83,6 @@ class SqueezeNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.classifier(x)), 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

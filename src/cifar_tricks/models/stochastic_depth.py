@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import DropPath
+from .layers import Classifier, DropPath
 
 __all__ = ["StochasticDepthBlock", "StochasticDepthResNet", "stochastic_depth_resnet18"]
 
@@ -51,7 +51,7 @@ class StochasticDepthBlock(nn.Module):
         return self.drop_path(self.residual(x)) + self.shortcut(x)
 
 
-class StochasticDepthResNet(nn.Module):
+class StochasticDepthResNet(Classifier):
     """Stem conv-BN-ReLU 3->64, four stages of 64/128/256/512 at strides 1/2/2/2, pool, fc.
 
     Args:
@@ -84,12 +84,6 @@ class StochasticDepthResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

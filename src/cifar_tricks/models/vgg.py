@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["VGG", "vgg", "vgg16"]
 
@@ -22,7 +22,7 @@ _VGG11 = ((64,), (128,), (256, 256), (512, 512), (512, 512))
 _VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
-class VGG(nn.Module):
+class VGG(Classifier):
     """``blocks`` lists the conv widths of each block; every block ends with a 2x2 max-pool."""
 
     def __init__(self, blocks: Sequence[Sequence[int]], num_classes: int = 10) -> None:
@@ -44,12 +44,6 @@ class VGG(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

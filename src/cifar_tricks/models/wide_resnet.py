@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
+from .layers import Classifier
 
 __all__ = ["WideBasic", "WideResNet", "wideresnet", "wideresnet16_8", "wideresnet40_2"]
 
@@ -43,7 +44,7 @@ class WideBasic(nn.Module):
         return out + residual
 
 
-class WideResNet(nn.Module):
+class WideResNet(Classifier):
     """Stem conv 3->16, three stages of ``blocks_per_stage`` blocks, final BN-ReLU, pool, fc."""
 
     def __init__(
@@ -78,12 +79,6 @@ class WideResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.layers(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build_wide_resnet(

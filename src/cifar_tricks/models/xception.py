@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import ConvBnAct
+from .layers import Classifier, ConvBnAct
 
 __all__ = ["SeparableConv2d", "XceptionBlock", "MiddleFlowBlock", "Xception", "xception"]
 
@@ -84,7 +84,7 @@ class MiddleFlowBlock(nn.Module):
         return x + self.residual(x)
 
 
-class Xception(nn.Module):
+class Xception(Classifier):
     """Entry flow (two convs, three separable blocks), middle flow, exit flow, pool, fc."""
 
     def __init__(self, num_classes: int = 10, middle_blocks: int = 8) -> None:
@@ -108,12 +108,6 @@ class Xception(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.exit_flow(self.middle_flow(self.entry_flow(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
