@@ -10,12 +10,12 @@ Every random draw is made on the input's device and dtype, so models run on CPU 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["Classifier", "ConvBnAct", "SqueezeExcite", "DropPath", "ShakeShake", "shake_shake", "ShakeDrop",
+__all__ = ["Classifier", "make_stages", "ConvBnAct", "SqueezeExcite", "DropPath", "ShakeShake", "shake_shake", "ShakeDrop",
            "ShakeDropFunction"]
 
 
@@ -37,6 +37,25 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def make_stages(block: Callable[[int, int, int], nn.Module], in_channels: int,
+                widths: Sequence[int], depths: Sequence[int], first_strides: Sequence[int] = (1, 2, 2, 2),
+                expansion: int = 1) -> tuple[nn.Sequential, int]:
+    """Stages of residual blocks, the body of the ResNet-like families.
+
+    Stage i holds `depths[i]` blocks `block(in_channels, widths[i], stride)` of output width
+    `widths[i] * expansion`; its first block has stride `first_strides[i]`, the others 1.
+    Returns the stages (a Sequential of Sequentials) and their output channels.
+    """
+    stages = []
+    for width, depth, stride in zip(widths, depths, first_strides):
+        blocks = []
+        for j in range(depth):
+            blocks.append(block(in_channels, width, stride if j == 0 else 1))
+            in_channels = width * expansion
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages), in_channels
 
 
 def _per_sample(x: torch.Tensor, draw: Callable[..., torch.Tensor]) -> torch.Tensor:

@@ -11,6 +11,8 @@ this network with a squeeze-and-excitation layer there and a BN-ReLU stem.
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any, Callable
 
 import torch
@@ -18,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import Classifier, ConvBnAct
+from .layers import Classifier, ConvBnAct, make_stages
 
 __all__ = [
     "PreActBlock", "PreActBottleneck", "PreActResNet",
@@ -104,16 +106,9 @@ class PreActResNet(Classifier):
         self.num_classes = num_classes
         self.stem = (ConvBnAct(3, 64) if stem_norm
                      else nn.Conv2d(3, 64, 3, padding=1, bias=False))
-        stages, in_planes = [], 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(block(in_planes, planes, stride=stride, attn_layer=attn_layer))
-                in_planes = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        self.layers, self.num_features = make_stages(
+            partial(block, attn_layer=attn_layer), 64, (64, 128, 256, 512), layers,
+            expansion=block.expansion)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 

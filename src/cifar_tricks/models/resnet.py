@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import Classifier
+from .layers import Classifier, make_stages
 
 __all__ = [
     "BasicBlock", "Bottleneck", "ResNet",
@@ -82,15 +82,8 @@ class ResNet(Classifier):
         self.stem = nn.Sequential(
             nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
         )
-        stages, in_planes = [], 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            blocks = []
-            for j in range(n):
-                blocks.append(block(in_planes, planes, stride=2 if i > 0 and j == 0 else 1))
-                in_planes = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        self.layers, self.num_features = make_stages(block, 64, (64, 128, 256, 512), layers,
+                                                     expansion=block.expansion)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 

@@ -6,6 +6,8 @@ feature-map sizes 32/16/8, global average pooling and a linear classifier.
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any, Callable
 
 import torch
@@ -13,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import Classifier
+from .layers import Classifier, make_stages
 
 __all__ = [
     "PadShortcut", "BasicBlock", "ResNetCifar",
@@ -76,16 +78,8 @@ class ResNetCifar(Classifier):
         self.stem = nn.Sequential(
             nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)
         )
-        stages, in_planes = [], 16
-        for i, planes in enumerate((16, 32, 64)):
-            blocks = []
-            for j in range(blocks_per_stage):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride=stride, shortcut=shortcut))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        self.layers, self.num_features = make_stages(
+            partial(BasicBlock, shortcut=shortcut), 16, (16, 32, 64), [blocks_per_stage] * 3)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 

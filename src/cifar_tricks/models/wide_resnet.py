@@ -6,6 +6,8 @@ following the layout of pytorch-ricap / the authors' Torch code.
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any
 
 import torch
@@ -13,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import Classifier
+from .layers import Classifier, make_stages
 
 __all__ = ["WideBasic", "WideResNet", "wideresnet", "wideresnet16_8", "wideresnet40_2"]
 
@@ -53,16 +55,9 @@ class WideResNet(Classifier):
         super().__init__()
         self.num_classes = num_classes
         self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        stages, in_planes = [], 16
-        for i, planes in enumerate((16 * widen_factor, 32 * widen_factor, 64 * widen_factor)):
-            blocks = []
-            for j in range(blocks_per_stage):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(WideBasic(in_planes, planes, stride=stride, dropout=dropout))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
+        self.layers, self.num_features = make_stages(
+            partial(WideBasic, dropout=dropout), 16, widths, [blocks_per_stage] * 3)
         # pre-activation blocks end without a nonlinearity, so normalise once before pooling
         self.norm = nn.BatchNorm2d(self.num_features)
         self.pool = nn.AdaptiveAvgPool2d(1)
