@@ -99,6 +99,12 @@ FIXED: dict[str, tuple[int, int]] = {
     # RiR's head was hard-wired to 100 outputs (10 classes gave 100 logits, 100 classes crashed):
     # the last Linear now outputs num_classes, the head conv keeps the original 100 channels.
     "rir": (10_253_044, 10_293_634),
+    # The seed's last CoAtNet-2 stage had 1026 channels, a typo for the paper's 1024.
+    "coatnet_2": (54_623_872, 54_716_032),
+    # The seed's Swin kept each shifted block's attention masks as frozen nn.Parameters
+    # (512 numbers per shifted block); ours are buffers: the trainable counts are the seed's.
+    "swin_t": (27_428_086, 27_497_296),
+    "swin_s": (48_708_418, 48_777_628),
 }
 
 # Models beyond the seed: counts of the reference implementation / paper named in each comment.

@@ -89,14 +89,15 @@ class SqueezeExcite(nn.Module):
         channels: input and output channels.
         rd_channels: width of the bottleneck (e.g. channels // 16).
         act_layer, gate_layer: the inner activation and the gate (sigmoid in the paper).
+        bias: biases in the two layers (some reference ports have none).
     """
 
     def __init__(self, channels: int, rd_channels: int, act_layer: Callable[[], nn.Module] = nn.ReLU,
-                 gate_layer: Callable[[], nn.Module] = nn.Sigmoid) -> None:
+                 gate_layer: Callable[[], nn.Module] = nn.Sigmoid, bias: bool = True) -> None:
         super().__init__()
-        self.fc1 = nn.Conv2d(channels, rd_channels, 1)
+        self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=bias)
         self.act = act_layer()
-        self.fc2 = nn.Conv2d(rd_channels, channels, 1)
+        self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=bias)
         self.gate = gate_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
