@@ -129,6 +129,10 @@ EXTRA: dict[str, tuple[int, int]] = {
     # ShakeDrop (Yamada et al. 2018: 28.3M).
     "shake_resnet26_2x96d": (26_192_938, 26_227_588),
     "pyramidnet110": (28_485_477, 28_511_307),
+    # CCT-7/3x1 (Hassani et al. 2021; SHI-Labs README: 3.760M) and ConvMixer-256/8 with the
+    # paper's CIFAR-10 patch 1 / kernel 9 (Trockman & Kolter 2022: 0.7M).
+    "cct_7_3x1": (3_760_139, 3_783_269),
+    "convmixer_256_8": (706_570, 729_700),
 }
 
 
