@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Sequence
 
 import hydra
 import torch
@@ -17,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_tricks.augment import BatchAugment, split_stages
 from cifar_tricks.config import TrainerConfig, register_schemas
 from cifar_tricks.data import BatchLoader, ImageData
 from cifar_tricks.errors import CifarTricksError, ConfigError
@@ -38,10 +40,14 @@ def build(node: DictConfig, *args, **kwargs):
         raise
 
 
-def build_loaders(data: ImageData, settings: TrainerConfig, seed: int) -> Loaders:
+def build_loaders(data: ImageData, settings: TrainerConfig, seed: int,
+                  augments: Sequence[BatchAugment] = ()) -> Loaders:
+    """The training loader applies crop/flip and `augments` in their fixed stage order."""
     common = dict(num_classes=data.num_classes, mean=data.mean, std=data.std)
+    uint8_transforms, float_transforms = split_stages(augments)
     train = BatchLoader(data.train, batch_size=settings.batch_size, train=True, seed=seed,
                         crop_padding=data.crop_padding, flip=data.flip,
+                        uint8_transforms=uint8_transforms, float_transforms=float_transforms,
                         limit_batches=settings.limit_train_batches, **common)
     if len(train) == 0:
         raise ConfigError(f"trainer.batch_size={settings.batch_size} is larger than the "
@@ -125,7 +131,10 @@ def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
     log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",
              info["model"], info["params"] / 1e6, device, data.name, len(data.train),
              len(data.val) if data.val is not None else 0, len(data.test))
-    loaders = build_loaders(data, settings, cfg.seed)
+    augments = [build(node) for node in cfg.aug.values()]
+    if augments:
+        log.info("augmentations (in stage order): %s", split_stages(augments))
+    loaders = build_loaders(data, settings, cfg.seed, augments)
     optimizer = build(cfg.optim)(model.parameters())
     scheduler = build(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
                                  epochs=settings.epochs)
