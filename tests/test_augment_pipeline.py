@@ -82,3 +82,55 @@ def test_every_aug_option_composes_and_trains_a_few_steps(name, tmp_path):
                              "model=resnet20"], tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["train_loss"] > 0
+
+
+def test_autoaugment_random_erase_and_mixup_all_apply_in_one_batch():
+    from hydra.utils import instantiate
+
+    cfg = compose_config(["aug=[mixup,random_erase,autoaugment]"])
+    log: list = []
+
+    class Spy(BatchAugment):
+        def __init__(self, inner):
+            self.inner, self.stage = inner, inner.stage
+
+        def __call__(self, images, targets, generator):
+            out = self.inner(images, targets, generator)
+            log.append((type(self.inner).__name__, bool((out[0] != images).any()),
+                        bool((out[1] != targets).any())))
+            return out
+
+    augments = [Spy(instantiate(node)) for node in cfg.aug.values()]
+    uint8, floats = split_stages(augments)
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g),
+                  torch.arange(64) % 10)
+    loader = BatchLoader(split, 10, 64, (0.5,) * 3, (0.25,) * 3, train=True,
+                         uint8_transforms=uint8, float_transforms=floats)
+    next(iter(loader))
+    assert [name for name, _, _ in log] == ["AutoAugment", "RandomErasing", "Mixup"]
+    assert all(changed_images for _, changed_images, _ in log)
+    assert log[-1][2], "mixup mixes the targets"
+
+
+def test_seed_cutout_by_mixup_grid_runs_one_job_per_list(tmp_path):
+    from conftest import run_cli
+
+    sweep = tmp_path / "sweep"
+    run_cli("-m", "experiment=smoke", "data.num_train=128", "data.num_test=64", "data.val_size=0",
+            "trainer.limit_eval_batches=1", "aug=[],[cutout],[mixup],[cutout,mixup]",
+            f"hydra.sweep.dir={sweep}")
+    choices = sorted(tuple(json.loads(p.read_text())["choices"]["aug"])
+                     for p in sweep.glob("*/summary.json"))
+    assert choices == [(), ("cutout",), ("cutout", "mixup"), ("mixup",)]
+
+
+def test_preview_writes_stored_and_augmented_rows(tmp_path):
+    import matplotlib.image
+
+    from cifar_tricks.augment.preview import preview
+
+    out = preview(["data=synthetic", "data.num_train=64", "aug=[cutout,mixup]"],
+                  tmp_path / "preview.png", n=4, draws=2)
+    picture = matplotlib.image.imread(out)
+    assert picture.shape[0] > 200 and picture.shape[1] > 300  # 3 rows of 4 images, titled
