@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Sequence
@@ -23,21 +24,30 @@ from cifar_tricks.config import TrainerConfig, register_schemas
 from cifar_tricks.data import BatchLoader, ImageData
 from cifar_tricks.errors import CifarTricksError, ConfigError
 from cifar_tricks.losses import SoftTargetCrossEntropy
+from cifar_tricks.optim import create_optimizer
 from cifar_tricks.run_folder import FINISHED, RunFolder
 from cifar_tricks.train import Loaders, fit, resolve_device, seed_everything
+from cifar_tricks.tricks.base import Tricks
 
 log = logging.getLogger("cifar_tricks")
 register_schemas()
 
 
-def build(node: DictConfig, *args, **kwargs):
-    """`instantiate`, letting errors that name their own fix through unwrapped."""
+@contextlib.contextmanager
+def errors_that_name_their_fix():
+    """Let our own errors (which say how to fix them) through Hydra's instantiate wrapper."""
     try:
-        return instantiate(node, *args, **kwargs)
+        yield
     except InstantiationException as e:
         if isinstance(e.__cause__, CifarTricksError):
             raise e.__cause__ from None
         raise
+
+
+def build(node: DictConfig, *args, **kwargs):
+    """`instantiate` with errors that name their fix unwrapped."""
+    with errors_that_name_their_fix():
+        return instantiate(node, *args, **kwargs)
 
 
 def build_loaders(data: ImageData, settings: TrainerConfig, seed: int,
@@ -127,6 +137,8 @@ def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
 
     data = build(cfg.data).to(device)
     model = build(cfg.model).to(device)
+    tricks = Tricks(build(node) for node in cfg.trick.values())
+    tricks.setup_model(model)  # weight init, the EMA copy
     info["params"] = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",
              info["model"], info["params"] / 1e6, device, data.name, len(data.train),
@@ -135,11 +147,15 @@ def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
     if augments:
         log.info("augmentations (in stage order): %s", split_stages(augments))
     loaders = build_loaders(data, settings, cfg.seed, augments)
-    optimizer = build(cfg.optim)(model.parameters())
+    if tricks.tricks:
+        log.info("tricks: %s", tricks)
+    with errors_that_name_their_fix():
+        optimizer = tricks.wrap_optimizer(create_optimizer(cfg.optim, model), model)
     scheduler = build(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
                                  epochs=settings.epochs)
-    criterion = SoftTargetCrossEntropy()
-    return fit(model, loaders, optimizer, scheduler, criterion, settings, folder, resume, info)
+    criterion = tricks.wrap_criterion(SoftTargetCrossEntropy(), model)
+    return fit(model, loaders, optimizer, scheduler, criterion, tricks, settings, folder, resume,
+               info)
 
 
 def _public(info: dict) -> dict:

@@ -40,8 +40,10 @@ def test_every_data_option_builds(name, fake_cifar):
 
 @pytest.mark.parametrize("name", options("optim"))
 def test_every_optim_option_builds(name):
+    from cifar_tricks.optim import create_optimizer
+
     cfg = compose_config([f"optim={name}"])
-    optimizer = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(3))])
+    optimizer = create_optimizer(cfg.optim, torch.nn.Linear(3, 2))
     assert isinstance(optimizer, torch.optim.Optimizer)
     assert optimizer.param_groups[0]["lr"] == cfg.optim.lr
 

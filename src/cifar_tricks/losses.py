@@ -20,7 +20,9 @@ class SoftTargetCrossEntropy(nn.Module):
         super().__init__()
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                images: torch.Tensor | None = None) -> torch.Tensor:
+        # `images` is part of the training-loss interface (distillation needs them); unused here
         return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
 
 

@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from .config import Precision, Progress, TrainerConfig
 from .data import BatchLoader
-from .losses import soft_accuracy
+from .losses import SoftTargetCrossEntropy, soft_accuracy
 from .run_folder import RunFolder
+from .tricks.base import Tricks
 
 __all__ = ["fit", "evaluate", "train_one_epoch", "seed_everything", "resolve_device", "Loaders"]
 
@@ -92,13 +93,15 @@ class _ProgressBar:
                     disable=not self.enabled)
 
 
-def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
+def train_one_epoch(net: nn.Module, model: nn.Module, loader: BatchLoader,
+                    optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
-                    autocast: Callable[[], Any], channels_last: bool, bar: Any,
+                    tricks: Tricks, autocast: Callable[[], Any], channels_last: bool, bar: Any,
                     log_every: int) -> dict:
-    """One pass over the training set. Sums stay on the device; the host reads them only every
+    """One pass over the training set (`net` runs the forward, possibly compiled; `model` is
+    the module the tricks see). Sums stay on the device; the host reads them only every
     `log_every` steps (progress and divergence check) and at the end."""
-    model.train()
+    net.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
@@ -107,15 +110,25 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
     for step, (images, targets) in enumerate(bar, 1):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            logits = model(images)
-            loss = criterion(logits, targets)
+        first: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            # one forward-backward; SAM calls it twice, at w and at w + e(w)
+            with autocast():
+                logits = net(images)
+                loss = criterion(logits, targets, images)
+            loss.backward()
+            tricks.after_backward(model)
+            if not first:  # report the loss and accuracy at w, as without SAM
+                first.update(logits=logits.detach(), loss=loss.detach())
+            return loss
+
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer.step(closure)
         scheduler.step()
-        loss_sum += loss.detach() * len(images)
-        correct += soft_accuracy(logits.detach(), targets)
+        tricks.after_step(model)
+        loss_sum += first["loss"] * len(images)
+        correct += soft_accuracy(first["logits"], targets)
         seen += len(images)
         if step % log_every == 0:
             mean_loss = loss_sum.item() / seen
@@ -153,10 +166,14 @@ def evaluate(model: nn.Module, loader: BatchLoader, criterion: nn.Module,
 # ------------------------------------------------------------------------------------ fit
 
 def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
+        scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, tricks: Tricks,
         settings: TrainerConfig, folder: RunFolder, resume: dict | None,
         run_info: dict) -> dict:
     """Train `model` for `settings.epochs`, resuming from `resume` (a checkpoint) if given.
+
+    `criterion(logits, targets, images)` is the training loss; evaluation always uses the plain
+    cross-entropy, on the tricks' evaluation model (the EMA weights) when they provide one, and
+    then also reports the trained weights' accuracy as `raw_*`.
 
     Returns the summary (also written to `summary.json`): status `completed`, or `diverged` when
     the training loss became NaN/inf, in which case the last good checkpoint is kept.
@@ -164,16 +181,20 @@ def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
     device = loaders.train.device
     channels_last = settings.channels_last if settings.channels_last is not None \
         else device.type == "cuda"
+    averaged = tricks.eval_model()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+        averaged = averaged.to(memory_format=torch.channels_last) if averaged else None
     autocast = autocast_for(device, settings.precision)
     net = torch.compile(model) if settings.compile else model
+    eval_criterion = SoftTargetCrossEntropy()
     history: list[dict] = []
     start_epoch = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        tricks.load_state_dict(resume.get("tricks", {}))
         _set_rng_state(resume["rng"])
         history, start_epoch = resume["history"], resume["epoch"]
         folder.write_metrics(history)
@@ -190,9 +211,9 @@ def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
             loaders.train.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             row: dict[str, Any] = {"epoch": epoch, "lr": lr}
-            stats = train_one_epoch(net, loaders.train, optimizer, scheduler, criterion, autocast,
-                                    channels_last, bar.wrap(loaders.train, epoch),
-                                    settings.log_every)
+            stats = train_one_epoch(net, model, loaders.train, optimizer, scheduler, criterion,
+                                    tricks, autocast, channels_last,
+                                    bar.wrap(loaders.train, epoch), settings.log_every)
             if not math.isfinite(stats["train_loss"]):
                 status = "diverged"
                 log.warning("epoch %d: training loss is %s; stopping (status: diverged). The last "
@@ -202,10 +223,12 @@ def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
                 folder.write_metrics(history)
                 break
             row["train_loss"], row["train_acc"] = stats["train_loss"], stats["train_acc"]
-            for name, loader in (("test", loaders.test), ("val", loaders.val)):
-                if loader is not None:
-                    row[f"{name}_loss"], row[f"{name}_acc"] = evaluate(
-                        net, loader, criterion, autocast, channels_last)
+            evaluated = [("", averaged or net)] + ([("raw_", net)] if averaged else [])
+            for prefix, evaluated_net in evaluated:
+                for name, loader in (("test", loaders.test), ("val", loaders.val)):
+                    if loader is not None:
+                        row[f"{prefix}{name}_loss"], row[f"{prefix}{name}_acc"] = evaluate(
+                            evaluated_net, loader, eval_criterion, autocast, channels_last)
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
             history.append(row)
             for key, value in row.items():
@@ -216,7 +239,8 @@ def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
             if settings.checkpoint:  # checkpoint first: it carries the history metrics.csv shows
                 folder.save_checkpoint({
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
+                    "scheduler": scheduler.state_dict(), "tricks": tricks.state_dict(),
+                    "rng": _rng_state(), "epoch": epoch,
                     "history": history, "config": run_info["config"],
                     "overrides": run_info["overrides"]})
             folder.write_metrics(history)

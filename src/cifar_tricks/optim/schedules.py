@@ -1,17 +1,23 @@
 """Learning-rate schedules, stepped once per optimizer update.
 
 Configs give schedule lengths in epochs, the unit papers use; each builder receives the run's
-`steps_per_epoch` and `epochs` at run time (`_partial_: true` configs) and returns a
-`torch.optim.lr_scheduler` object, so checkpoints save and restore it like any other.
+`steps_per_epoch` and `epochs` at run time (`_partial_: true` configs), converts epochs to
+iterations, and returns a `torch.optim.lr_scheduler` object (built from torch's pieces), so
+checkpoints save and restore it like any other.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
+from torch.optim.lr_scheduler import (CosineAnnealingLR, CosineAnnealingWarmRestarts, LambdaLR,
+                                      LinearLR, LRScheduler, MultiStepLR, OneCycleLR,
+                                      SequentialLR, StepLR)
 
-__all__ = ["constant", "multistep"]
+from cifar_tricks.errors import ConfigError
+
+__all__ = ["constant", "multistep", "step", "cosine", "warmup", "warmcosine", "cosine_restarts",
+           "onecycle"]
 
 
 def multistep(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int,
@@ -23,3 +29,91 @@ def multistep(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int,
 def constant(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int) -> LRScheduler:
     """Keep the optimizer's lr for the whole run."""
     return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def step(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, step_size: int = 30,
+         gamma: float = 0.1) -> LRScheduler:
+    """Multiply the lr by `gamma` every `step_size` epochs (the step decay of He et al. 2016,
+    "Deep Residual Learning for Image Recognition", on ImageNet: x0.1 every 30 epochs)."""
+    _check_positive("sched.step_size", step_size)
+    return StepLR(optimizer, step_size * steps_per_epoch, gamma)
+
+
+def cosine(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int,
+           eta_min: float = 0.0) -> LRScheduler:
+    """Cosine decay from the lr to `eta_min` over the whole run, without restarts (Loshchilov &
+    Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts")."""
+    return CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch, eta_min=eta_min)
+
+
+def warmup(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, warmup_epochs: int,
+           start_factor: float, milestones: Sequence[int], gamma: float) -> LRScheduler:
+    """Linear warmup from `start_factor` x lr to lr over `warmup_epochs`, then x`gamma` at each
+    milestone epoch (Goyal et al. 2017, "Accurate, Large Minibatch SGD: Training ImageNet in
+    1 Hour"; the seed's Detectron-style WarmupMultiStepLR). Milestones count from the start of
+    the run, as in `multistep`, and must not fall inside the warmup."""
+    if any(m < warmup_epochs for m in milestones):
+        raise ConfigError(f"sched.milestones {list(milestones)} must not precede the end of the "
+                          f"warmup (sched.warmup_epochs={warmup_epochs})")
+    warmup_iters = warmup_epochs * steps_per_epoch
+    # The multistep part starts counting at the end of the warmup (SequentialLR restarts it).
+    after = MultiStepLR(optimizer, [m * steps_per_epoch - warmup_iters for m in milestones], gamma)
+    return _after_warmup(optimizer, warmup_iters, start_factor, after)
+
+
+def warmcosine(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, warmup_epochs: int,
+               start_factor: float, eta_min: float = 0.0) -> LRScheduler:
+    """Linear warmup over `warmup_epochs`, then cosine decay to `eta_min` at the last iteration
+    (the warmup of Goyal et al. 2017 before the cosine of Loshchilov & Hutter 2017). The seed's
+    original "warmcosine" ran the cosine over all `epochs` after the warmup, so its lr never
+    reached 0; here the cosine lasts `epochs - warmup_epochs`."""
+    if not 0 <= warmup_epochs < epochs:
+        raise ConfigError(f"sched.warmup_epochs={warmup_epochs} must be at least 0 and less than "
+                          f"trainer.epochs={epochs}")
+    warmup_iters = warmup_epochs * steps_per_epoch
+    after = CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch - warmup_iters,
+                              eta_min=eta_min)
+    return _after_warmup(optimizer, warmup_iters, start_factor, after)
+
+
+def cosine_restarts(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, T_0: int,
+                    T_mult: int = 1, eta_min: float = 0.0) -> LRScheduler:
+    """SGDR (Loshchilov & Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts"):
+    cosine decay to `eta_min` over `T_0` epochs, then back to the lr, each cycle `T_mult` times
+    longer than the last. Restarts are at iteration boundaries of whole epochs."""
+    _check_positive("sched.T_0", T_0)
+    return CosineAnnealingWarmRestarts(optimizer, T_0=T_0 * steps_per_epoch, T_mult=T_mult,
+                                       eta_min=eta_min)
+
+
+def onecycle(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, pct_start: float = 0.3,
+             div_factor: float = 25.0, final_div_factor: float = 1e4,
+             anneal_strategy: str = "cos", cycle_momentum: bool = True,
+             base_momentum: float = 0.85, max_momentum: float = 0.95) -> LRScheduler:
+    """The 1cycle policy (Smith & Topin 2019, "Super-Convergence: Very Fast Training of Neural
+    Networks Using Large Learning Rates"): from lr/`div_factor` up to the optimizer's lr at
+    `pct_start` of the run, then down to lr/(`div_factor` x `final_div_factor`); the momentum
+    (Adam's beta1) moves the opposite way when `cycle_momentum`."""
+    # The peak is the lr of the optimizer config, so `optim.lr` keeps its meaning.
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=epochs * steps_per_epoch,
+                      pct_start=pct_start, anneal_strategy=anneal_strategy,
+                      cycle_momentum=cycle_momentum, base_momentum=base_momentum,
+                      max_momentum=max_momentum, div_factor=div_factor,
+                      final_div_factor=final_div_factor)
+
+
+def _after_warmup(optimizer: Optimizer, warmup_iters: int, start_factor: float,
+                  after: LRScheduler) -> LRScheduler:
+    """`after`, preceded by a linear ramp from `start_factor` x lr to lr over `warmup_iters`."""
+    if warmup_iters == 0:
+        return after
+    if not 0 < start_factor <= 1:
+        raise ConfigError(f"sched.start_factor={start_factor} must be in (0, 1]")
+    ramp = LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup_iters)
+    return SequentialLR(optimizer, [ramp, after], milestones=[warmup_iters])
+
+
+def _check_positive(key: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{key} must be at least 1 epoch, got {value}")

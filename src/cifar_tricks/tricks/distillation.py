@@ -1,0 +1,124 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural
+Network", https://arxiv.org/abs/1503.02531):
+
+    loss = (1 - alpha) * base(z_s, y) + alpha * T^2 * KL( softmax(z_t / T) || softmax(z_s / T) )
+
+with the KL summed over classes and averaged over the batch (`batchmean`, the true KL per sample).
+The T^2 factor keeps the soft term's gradient magnitude independent of T (its gradient scales as
+1/T^2). The teacher sees the same augmented batch as the student, so the loss takes the images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from ..losses import SoftTargetCrossEntropy
+
+__all__ = ["KDLoss", "load_teacher"]
+
+
+class KDLoss(nn.Module):
+    """Hinton distillation from a frozen `teacher`, on top of the `base` loss.
+
+    Args:
+        teacher: the trained teacher network, on the device of the images; it is frozen
+            (no gradients) and kept in eval mode, whatever `.train()` is called on this loss.
+        temperature: T, softening both distributions (4 is common on CIFAR).
+        alpha: weight of the distillation term; 0 gives the base loss alone.
+        base: the loss on the (soft) targets, `base(logits, targets)`; cross-entropy if None.
+
+    `forward(student_logits, targets, images)`: `images` is the batch the student saw; the
+    teacher runs on it under `torch.no_grad()` (and under the caller's autocast, if any).
+    """
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9,
+                 base: nn.Module | None = None) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ConfigError(f"distillation temperature must be positive, got {temperature}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"distillation alpha must be in [0, 1], got {alpha}")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.temperature = temperature
+        self.alpha = alpha
+        self.base = base if base is not None else SoftTargetCrossEntropy()
+
+    def train(self, mode: bool = True) -> KDLoss:
+        super().train(mode)
+        self.teacher.eval()  # BN statistics and dropout of the teacher stay those it was trained to
+        return self
+
+    def soft_term(self, student_logits: torch.Tensor,
+                  teacher_logits: torch.Tensor) -> torch.Tensor:
+        """T^2 * KL(softmax(z_t/T) || softmax(z_s/T)), batch mean, computed in fp32."""
+        t = self.temperature
+        # fp32: bf16 log-probabilities of near-equal distributions make the KL mostly rounding
+        log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
+        log_p_teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
+        kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+        return kl * t * t
+
+    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor,
+                images: torch.Tensor) -> torch.Tensor:
+        base = self.base(student_logits, targets)
+        if self.alpha == 0.0:  # nothing to distil: skip the teacher's forward
+            return base
+        with torch.no_grad():
+            teacher_logits = self.teacher(images)
+        return (1 - self.alpha) * base + self.alpha * self.soft_term(student_logits,
+                                                                     teacher_logits)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, alpha={self.alpha}"
+
+
+def load_teacher(model: nn.Module, checkpoint: str | Path) -> nn.Module:
+    """Load the weights of one of our runs into `model` and return it in eval mode.
+
+    `checkpoint` is a run's `checkpoints/last.pt` (a dict whose "model" is the state dict), or
+    the run folder itself. `model` must be built with the same model config as that run.
+    Raises CheckpointError naming the file and the fix when it is missing, unreadable, not ours,
+    or its weights do not fit `model`.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"teacher checkpoint {path} does not exist. Point the teacher at "
+                              f"the checkpoints/last.pt (or the folder) of a finished run.")
+    try:
+        # our own runs' files, which also hold numpy RNG states: a full unpickle, as for resuming
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read the teacher checkpoint {path} ({type(e).__name__}: "
+                              f"{e}). Point the teacher at an intact checkpoints/last.pt.") from e
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path} is not a cifar-tricks checkpoint (no 'model' state dict). "
+                              f"Point the teacher at the checkpoints/last.pt of one of our runs.")
+    problems = _state_dict_mismatch(model.state_dict(), state["model"])
+    if problems:
+        config = state.get("config")
+        written_by = config.get("model") if isinstance(config, dict) else None
+        hint = f" It was written by the model config {written_by}." if written_by else ""
+        raise CheckpointError(
+            f"the weights in {path} do not fit the teacher model {type(model).__name__}:\n  "
+            + "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more"
+                                            if len(problems) > 10 else "")
+            + f"\nBuild the teacher with the model config of the run that wrote it.{hint}")
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def _state_dict_mismatch(expected: dict[str, torch.Tensor],
+                         given: dict[str, torch.Tensor]) -> list[str]:
+    """Readable differences: missing and unexpected keys, then shape mismatches."""
+    problems = [f"missing: {k}" for k in expected if k not in given]
+    problems += [f"unexpected: {k}" for k in given if k not in expected]
+    problems += [f"shape of {k}: model {tuple(v.shape)}, checkpoint {tuple(given[k].shape)}"
+                 for k, v in expected.items()
+                 if k in given and tuple(v.shape) != tuple(getattr(given[k], "shape", ()))]
+    return problems

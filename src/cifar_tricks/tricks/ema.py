@@ -1,0 +1,50 @@
+"""Exponential moving average of the weights (Polyak & Juditsky 1992, "Acceleration of Stochastic
+Approximation by Averaging"; the EMA form used by e.g. Tan & Le 2019, EfficientNet):
+
+    W_1^ema = W_1                                        (the first update copies)
+    W_t^ema = decay * W_{t-1}^ema + (1 - decay) * W_t     (every later update)
+
+Built on `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn`, so the update is one
+fused `_foreach_lerp_` per device and dtype. `use_buffers=True` averages the buffers too: the
+BatchNorm running statistics of the EMA are the EMA of the model's, which fit the averaged
+weights better than the last model's statistics would, and no BN re-estimation pass is needed.
+"""
+from __future__ import annotations
+
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..errors import ConfigError
+
+__all__ = ["ModelEMA"]
+
+
+class ModelEMA(AveragedModel):
+    """An EMA copy of `model`, updated by `update(model)` after each optimizer step.
+
+    Args:
+        model: the trained model; it is deep-copied (on its device) and never modified.
+        decay: weight of the old average per update; 0.999 averages over about 1000 steps.
+
+    `module` is the averaged network to evaluate (`ema.module(images)`, or `ema(images)`);
+    `state_dict()` / `load_state_dict()` hold it and the update count `n_averaged`, which a
+    resumed run needs so its next update averages rather than copies.
+
+    Integer buffers (BatchNorm's `num_batches_tracked`) are "averaged" as well and truncated to
+    integers by AveragedModel; they only weigh the statistics under `momentum=None`.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+        if not 0.0 <= decay <= 1.0:
+            raise ConfigError(f"EMA decay must be in [0, 1], got {decay}")
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.decay = decay
+        # the average is never trained: no gradients, and an optimizer cannot pick it up
+        self.module.requires_grad_(False)
+
+    def update(self, model: nn.Module) -> None:
+        """Fold the current weights and buffers of `model` into the average."""
+        self.update_parameters(model)
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}"

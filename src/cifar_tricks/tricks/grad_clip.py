@@ -1,0 +1,22 @@
+"""Gradient-norm clipping (Pascanu et al. 2013): rescale all gradients together so their global
+L2 norm is at most `max_norm`, after every backward pass (both passes of a SAM step)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .base import Trick
+
+__all__ = ["GradClip"]
+
+
+class GradClip(Trick):
+    def __init__(self, max_norm: float = 2.0) -> None:
+        if max_norm <= 0:
+            raise ConfigError(f"trick.grad_clip.max_norm must be positive, got {max_norm}")
+        self.max_norm = max_norm
+
+    def after_backward(self, model: nn.Module) -> None:
+        # foreach keeps it a few fused kernels; no host sync (the norm stays on the device)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_norm, foreach=True)
