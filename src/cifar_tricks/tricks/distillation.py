@@ -17,8 +17,9 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..losses import SoftTargetCrossEntropy
+from .base import Trick
 
-__all__ = ["KDLoss", "load_teacher"]
+__all__ = ["KDLoss", "KnowledgeDistillation", "load_teacher"]
 
 
 class KDLoss(nn.Module):
@@ -122,3 +123,27 @@ def _state_dict_mismatch(expected: dict[str, torch.Tensor],
                  for k, v in expected.items()
                  if k in given and tuple(v.shape) != tuple(getattr(given[k], "shape", ()))]
     return problems
+
+
+class KnowledgeDistillation(Trick):
+    """`trick=[kd] trick.kd.teacher=<model name> trick.kd.checkpoint=<run>/checkpoints/last.pt`.
+
+    The teacher (a model of the zoo, with the weights of one of our runs) is built and loaded
+    when the trick is, so a missing or mismatched checkpoint stops the run before training.
+    It sees the same augmented batch as the student, in eval mode, without gradients.
+    """
+
+    order = 10  # wraps the (possibly label-smoothed) cross-entropy
+
+    def __init__(self, teacher: str, checkpoint: str, num_classes: int,
+                 temperature: float = 4.0, alpha: float = 0.9) -> None:
+        from ..models import create_model
+
+        self.teacher_name, self.checkpoint = teacher, checkpoint
+        self.temperature, self.alpha = temperature, alpha
+        self._teacher = load_teacher(create_model(teacher, num_classes=num_classes), checkpoint)
+
+    def wrap_criterion(self, criterion: nn.Module, model: nn.Module) -> nn.Module:
+        self._teacher.to(next(model.parameters()).device)
+        return KDLoss(self._teacher, temperature=self.temperature, alpha=self.alpha,
+                      base=criterion)

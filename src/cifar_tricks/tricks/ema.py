@@ -15,8 +15,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import ConfigError
+from .base import Trick
 
-__all__ = ["ModelEMA"]
+__all__ = ["EMA", "ModelEMA"]
 
 
 class ModelEMA(AveragedModel):
@@ -48,3 +49,30 @@ class ModelEMA(AveragedModel):
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"
+
+
+class EMA(Trick):
+    """`trick=[ema]`: evaluate (and report) an exponential moving average of the weights,
+    updated after every optimizer step; the trained weights are logged as `raw_*`."""
+
+    order = 90  # copy the model after weight-init tricks ran
+
+    def __init__(self, decay: float = 0.999) -> None:
+        self.decay = decay
+        self._ema: ModelEMA | None = None
+
+    def setup_model(self, model: nn.Module) -> None:
+        self._ema = ModelEMA(model, decay=self.decay)
+
+    def after_step(self, model: nn.Module) -> None:
+        self._ema.update(model)
+
+    def eval_model(self) -> nn.Module:
+        return self._ema.module
+
+    def state_dict(self) -> dict:
+        return self._ema.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self._ema.load_state_dict(state)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["kaiming_init", "xavier_init"]
+from .base import Trick
+
+__all__ = ["KaimingInit", "XavierInit", "kaiming_init", "xavier_init"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
@@ -60,3 +62,21 @@ def xavier_init(model: nn.Module) -> nn.Module:
         elif isinstance(module, _NORMS):
             _identity_norm(module)
     return model
+
+
+class KaimingInit(Trick):
+    """`trick=[kaiming_init]`: re-initialise the model with `kaiming_init` before training."""
+
+    order = -10  # before anything copies the weights (EMA)
+
+    def setup_model(self, model: nn.Module) -> None:
+        kaiming_init(model)
+
+
+class XavierInit(Trick):
+    """`trick=[xavier_init]`: re-initialise the model with `xavier_init` before training."""
+
+    order = -10
+
+    def setup_model(self, model: nn.Module) -> None:
+        xavier_init(model)

@@ -1,0 +1,27 @@
+"""SAM and ASAM as tricks: wrap the configured optimizer so each step first climbs to the
+sharpest nearby weights, then descends with the gradient taken there (Foret et al. 2021;
+Kwon et al. 2021 for the adaptive, scale-invariant neighbourhood)."""
+from __future__ import annotations
+
+from torch import nn
+from torch.optim import Optimizer
+
+from ..optim.sam import SAM
+from .base import Trick
+
+__all__ = ["SharpnessAware"]
+
+
+class SharpnessAware(Trick):
+    """`trick=[sam]` (rho 0.05) or `trick=[asam]` (adaptive, rho 0.5, eta 0.01).
+
+    The scheduler is built on the wrapper, whose param groups are the base optimizer's, so the
+    schedule drives the base lr; BatchNorm statistics update in the first forward only.
+    """
+
+    def __init__(self, rho: float = 0.05, adaptive: bool = False, eta: float = 0.0) -> None:
+        self.rho, self.adaptive, self.eta = rho, adaptive, eta
+
+    def wrap_optimizer(self, optimizer: Optimizer, model: nn.Module) -> Optimizer:
+        return SAM(None, optimizer, rho=self.rho, adaptive=self.adaptive, eta=self.eta,
+                   model=model)
