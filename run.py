@@ -4,12 +4,15 @@
     python run.py experiment=smoke                  # offline check in seconds
     python run.py -m optim.lr=0.05,0.1 seed=0,1     # a grid, one folder per job under multirun/
     python run.py hparams_search=lr_wd_optuna       # Optuna search on validation accuracy
+    python run.py mode=lr_find model=resnet20       # learning-rate range test
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import hydra
@@ -25,8 +28,9 @@ from cifar_tricks.data import BatchLoader, ImageData
 from cifar_tricks.errors import CifarTricksError, ConfigError
 from cifar_tricks.losses import SoftTargetCrossEntropy
 from cifar_tricks.optim import create_optimizer
+from cifar_tricks.optim.lr_finder import find_lr, write_lr_find
 from cifar_tricks.run_folder import FINISHED, RunFolder
-from cifar_tricks.train import Loaders, fit, resolve_device, seed_everything
+from cifar_tricks.train import Loaders, autocast_for, fit, resolve_device, seed_everything
 from cifar_tricks.tricks.base import Tricks
 
 log = logging.getLogger("cifar_tricks")
@@ -125,11 +129,18 @@ def train(cfg: DictConfig, output_dir: str, overrides: list[str], choices: dict,
     return objective(summary, cfg.optimized_metric)
 
 
-def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
-    """Build the run's objects from the config, in order, and train them."""
-    check_config(cfg)
-    resume = folder.load_checkpoint(info["config"])  # refuses a checkpoint that does not fit
-    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+@dataclass
+class Built:
+    """The run's objects, built from the config in this order."""
+    device: torch.device
+    model: torch.nn.Module
+    tricks: Tricks
+    loaders: Loaders
+    optimizer: torch.optim.Optimizer
+    criterion: torch.nn.Module
+
+
+def build_objects(cfg: DictConfig, settings: TrainerConfig, info: dict) -> Built:
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     seed_everything(cfg.seed, settings.deterministic)
@@ -151,11 +162,39 @@ def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
         log.info("tricks: %s", tricks)
     with errors_that_name_their_fix():
         optimizer = tricks.wrap_optimizer(create_optimizer(cfg.optim, model), model)
-    scheduler = build(cfg.sched)(optimizer, steps_per_epoch=len(loaders.train),
-                                 epochs=settings.epochs)
     criterion = tricks.wrap_criterion(SoftTargetCrossEntropy(), model)
-    return fit(model, loaders, optimizer, scheduler, criterion, tricks, settings, folder, resume,
-               info)
+    return Built(device, model, tricks, loaders, optimizer, criterion)
+
+
+def build_and_fit(cfg: DictConfig, folder: RunFolder, info: dict) -> dict:
+    """Build the run's objects from the config, in order, and train them."""
+    check_config(cfg)
+    resume = folder.load_checkpoint(info["config"])  # refuses a checkpoint that does not fit
+    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    run = build_objects(cfg, settings, info)
+    scheduler = build(cfg.sched)(run.optimizer, steps_per_epoch=len(run.loaders.train),
+                                 epochs=settings.epochs)
+    return fit(run.model, run.loaders, run.optimizer, scheduler, run.criterion, run.tricks,
+               settings, folder, resume, info)
+
+
+def lr_find(cfg: DictConfig, output_dir: str, overrides: list[str], choices: dict,
+            skip_finished: bool = True) -> float:
+    """`mode=lr_find`: the learning-rate range test on this config's model, data, optimizer and
+    tricks; writes lr_find.csv / lr_find.png and returns the suggested lr."""
+    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    run = build_objects(cfg, settings, {"model": choices.get("model")})
+    result = find_lr(run.model, run.loaders.train, run.optimizer, run.criterion,
+                     autocast=autocast_for(run.device, settings.precision), **cfg.lr_find)
+    table, picture = write_lr_find(result, Path(output_dir))
+    stop = "stopped when the loss exploded" if result.stopped_early else "ran to the end"
+    log.info("lr finder %s after %d steps; suggested lr %.3g (%s, %s)", stop, len(result.lrs),
+             result.suggestion, table, picture)
+    print(f"suggested lr: {result.suggestion:.3g}  (optim.lr={result.suggestion:.2g})")
+    return result.suggestion
+
+
+MODES = {"train": train, "lr_find": lr_find}
 
 
 def _public(info: dict) -> dict:
@@ -170,8 +209,10 @@ def main(cfg: DictConfig) -> float | None:
     for group in ("aug", "trick"):  # multi-select groups are absent from Hydra's choices
         choices[group] = sorted(cfg.get(group) or {})
     is_trial = "optuna" in str(hc.sweeper.get("_target_", ""))
-    return train(cfg, hc.runtime.output_dir, list(hc.overrides.task), choices,
-                 skip_finished=not is_trial)
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode={cfg.mode} is not a mode; choose one of {sorted(MODES)}")
+    return MODES[cfg.mode](cfg, hc.runtime.output_dir, list(hc.overrides.task), choices,
+                           skip_finished=not is_trial)
 
 
 if __name__ == "__main__":
