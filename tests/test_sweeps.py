@@ -77,7 +77,7 @@ def test_optuna_study_in_sqlite_continues_on_a_second_invocation(tmp_path):
 
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
     args = [*SMOKE, "model=resnet20", "trainer.epochs=3", "data.num_train=384", "optim.lr=0.05",
-            "aug=[autoaugment,cutout,mixup]",
+            "aug=[autoaugment,cutout,mixup]", "trick=[sam,ema,label_smooth]",
             "trainer.num_threads=2"]
     run_cli(*args, f"hydra.run.dir={tmp_path / 'straight'}")
 
