@@ -17,7 +17,7 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["RunFolder", "FINISHED"]
+__all__ = ["RunFolder", "FINISHED", "read_checkpoint"]
 
 # A finished job is skipped when its sweep is rerun; anything else (running, failed) is resumed.
 FINISHED = ("completed", "diverged")
@@ -58,6 +58,16 @@ def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_K
     skip = tuple(ignore)
     return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}" for k in sorted(a.keys() | b.keys())
             if a.get(k) != b.get(k) and not k.startswith(skip)]
+
+
+def read_checkpoint(path: Path, fix: str) -> Any:
+    """Unpickle one of our checkpoints (they hold RNG states, so not `weights_only`); a file that
+    cannot be read raises CheckpointError ending with `fix`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read the checkpoint {path} ({type(e).__name__}: {e}). "
+                              f"{fix}") from e
 
 
 class RunFolder:
@@ -122,11 +132,7 @@ class RunFolder:
             return None
         fix = (f"It is left untouched. To start afresh, move or delete {path}, or give this run "
                f"another folder (hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep).")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise CheckpointError(f"cannot read the checkpoint {path} ({type(e).__name__}: {e}). "
-                                  f"{fix}") from e
+        state = read_checkpoint(path, fix)
         required = {"model", "optimizer", "scheduler", "epoch", "config", "history", "rng"}
         if not isinstance(state, dict) or not required <= state.keys():
             missing = sorted(required - set(state)) if isinstance(state, dict) else ["everything"]

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..losses import SoftTargetCrossEntropy
+from ..run_folder import read_checkpoint
 from .base import Trick
 
 __all__ = ["KDLoss", "KnowledgeDistillation", "load_teacher"]
@@ -91,12 +92,7 @@ def load_teacher(model: nn.Module, checkpoint: str | Path) -> nn.Module:
     if not path.is_file():
         raise CheckpointError(f"teacher checkpoint {path} does not exist. Point the teacher at "
                               f"the checkpoints/last.pt (or the folder) of a finished run.")
-    try:
-        # our own runs' files, which also hold numpy RNG states: a full unpickle, as for resuming
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read the teacher checkpoint {path} ({type(e).__name__}: "
-                              f"{e}). Point the teacher at an intact checkpoints/last.pt.") from e
+    state = read_checkpoint(path, "Point the teacher at an intact checkpoints/last.pt.")
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} is not a cifar-tricks checkpoint (no 'model' state dict). "
                               f"Point the teacher at the checkpoints/last.pt of one of our runs.")
