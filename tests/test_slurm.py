@@ -4,9 +4,7 @@ submitit's local executor (each job a fresh, unpickled Python process, as on a c
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
