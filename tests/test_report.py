@@ -1,0 +1,225 @@
+"""The report command: sweep folders written by hand (numbers checked against hand-computed mean
+± std), then the real CLI on a real 2x2 grid and a real Optuna study."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from cifar_tricks.report import collect_jobs, group_by_configuration, main, mean_std
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss",
+                  "val_acc", "epoch_time_s", "img_per_s"]
+
+
+def make_job(sweep: Path, overrides: list[str], summary: dict | None,
+             metrics: list[dict] | None = None) -> Path:
+    """A job folder as run.py leaves it: .hydra/overrides.yaml, summary.json, metrics.csv."""
+    folder = sweep / ",".join(sorted(overrides))
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps({**summary, "overrides": overrides}))
+    if metrics:
+        with open(folder / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(metrics)
+    return folder
+
+
+def epochs(test_accs: list[float], losses: list[float]) -> list[dict]:
+    return [{"epoch": i + 1, "lr": 0.1, "train_loss": loss, "train_acc": 50.0, "test_loss": 1.0,
+             "test_acc": acc, "val_loss": 1.0, "val_acc": 40.0, "epoch_time_s": 2.0,
+             "img_per_s": 1000.0} for i, (acc, loss) in enumerate(zip(test_accs, losses))]
+
+
+def completed(test_acc: float, best: float, train_acc: float, val_acc: float, seed: int) -> dict:
+    return {"status": "completed", "model": "resnet20", "params": 1_000_000, "epochs": 2,
+            "epochs_planned": 2, "test_acc": test_acc, "best_test_acc": best,
+            "val_acc": val_acc, "train_acc": train_acc, "train_time_s": 8.0, "img_per_s": 1000.0,
+            "peak_mem_mb": 512.0, "seed": seed}
+
+
+@pytest.fixture
+def fake_sweep(tmp_path: Path) -> Path:
+    """lr=0.1 x seeds 0,1 and lr=0.2 x seeds 0,1 completed, lr=0.2 seed 2 diverged, lr=0.4
+    failed, lr=0.3 running (partial metrics), lr=0.5 started without a summary yet."""
+    sweep = tmp_path / "sweep"
+    base = ["experiment=smoke", "model=resnet20"]
+    make_job(sweep, [*base, "optim.lr=0.1", "seed=0"], completed(90.0, 91.0, 99.0, 88.0, 0),
+             epochs([80.0, 90.0], [1.0, 0.5]))
+    make_job(sweep, [*base, "optim.lr=0.1", "seed=1"], completed(92.0, 93.0, 97.0, 90.0, 1),
+             epochs([82.0, 92.0], [1.2, 0.7]))
+    make_job(sweep, [*base, "optim.lr=0.2", "seed=0"], completed(80.0, 80.0, 90.0, 70.0, 0),
+             epochs([70.0, 80.0], [1.5, 1.0]))
+    make_job(sweep, [*base, "optim.lr=0.2", "seed=1"], completed(86.0, 87.0, 94.0, 76.0, 1),
+             epochs([75.0, 86.0], [1.4, 0.9]))
+    make_job(sweep, [*base, "optim.lr=0.2", "seed=2"],
+             {"status": "diverged", "params": 1_000_000, "epochs": 1, "test_acc": None,
+              "best_test_acc": 10.0, "seed": 2}, epochs([10.0], [float("nan")]))
+    make_job(sweep, [*base, "optim.lr=0.4", "seed=0"],
+             {"status": "failed", "error": "RuntimeError: CUDA out of memory", "params": None,
+              "seed": 0})
+    make_job(sweep, [*base, "optim.lr=0.3", "seed=0"], {"status": "running", "seed": 0},
+             epochs([60.0], [2.0]))
+    make_job(sweep, [*base, "optim.lr=0.5", "seed=0"], None)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return sweep
+
+
+def table(markdown: str, first_header: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The markdown table whose header starts with `first_header`: header, rows by first cell."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split(" | ")]  # noqa: E731
+    header = split(lines[start])
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = split(line)
+        rows[cells[0]] = cells
+    return header, rows
+
+
+def test_report_table_has_one_row_per_configuration_with_mean_std_over_seeds(fake_sweep, capsys):
+    assert main([str(fake_sweep)]) == 0
+    text = (fake_sweep / "report.md").read_text()
+    assert text in capsys.readouterr().out  # printed to the terminal as well
+    header, rows = table(text, "optim.lr")
+    # the swept axis is a column; constant overrides are listed once above the table
+    assert header[:4] == ["optim.lr", "test acc", "n", "best-epoch test acc (not for reporting)"]
+    for column in ("train acc", "val acc", "params (M)", "weights (MB)", "peak GPU mem (MB)",
+                   "epochs", "time/epoch (s)", "status"):
+        assert column in header
+    assert "model=resnet20" not in header and "seed" not in header
+    assert "`experiment=smoke`" in text and "`model=resnet20`" in text
+    assert list(rows) == ["0.1", "0.2", "0.3", "0.4", "0.5"]  # numeric order
+    col = {name: header.index(name) for name in header}
+
+    a, b = rows["0.1"], rows["0.2"]
+    # 90, 92: mean 91, sample std sqrt(2) = 1.414; 80, 86: mean 83, std sqrt(18) = 4.243
+    assert a[col["test acc"]] == "91.00 ± 1.41" and a[col["n"]] == "2"
+    assert b[col["test acc"]] == "83.00 ± 4.24" and b[col["n"]] == "2"  # the diverged seed is not in n
+    assert a[col["best-epoch test acc (not for reporting)"]] == "92.00 ± 1.41"
+    assert a[col["train acc"]] == "98.00 ± 1.41"
+    assert a[col["val acc"]] == "89.00 ± 1.41"
+    assert a[col["params (M)"]] == "1"
+    assert a[col["weights (MB)"]] == f"{1e6 * 4 / 2**20:.3g}" == "3.81"
+    assert a[col["peak GPU mem (MB)"]] == "512"
+    assert a[col["epochs"]] == "2" and a[col["time/epoch (s)"]] == "4"
+    assert a[col["status"]] == "completed"
+    assert b[col["status"]] == "2 completed; seed=2: diverged"
+    # jobs that did not complete keep a row with their status (and the error of a failed one)
+    assert rows["0.4"][col["test acc"]] == "—" and rows["0.4"][col["n"]] == "0"
+    assert rows["0.4"][col["status"]] == "seed=0: failed: RuntimeError: CUDA out of memory"
+    assert rows["0.3"][col["status"]] == "seed=0: running (epoch 1, test acc 60.00)"
+    assert rows["0.5"][col["status"]] == "seed=0: running (no epoch yet)"
+    assert "8 jobs in 5 configurations" in text
+
+
+def test_report_csv_has_one_row_per_job_and_pngs_are_written(fake_sweep):
+    assert main([str(fake_sweep)]) == 0
+    with open(fake_sweep / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    by = {(r["optim.lr"], r["seed"]): r for r in rows}
+    assert by[("0.1", "1")]["test_acc"] == "92.0" and by[("0.1", "1")]["status"] == "completed"
+    assert float(by[("0.1", "1")]["weights_mb"]) == pytest.approx(1e6 * 4 / 2**20)
+    assert by[("0.2", "2")]["status"] == "diverged"
+    assert by[("0.4", "0")]["error"] == "RuntimeError: CUDA out of memory"
+    assert by[("0.3", "0")]["status"] == "running" and by[("0.3", "0")]["epochs"] == "1"
+    assert by[("0.5", "0")]["status"] == "running"
+    assert {"experiment", "model", "val_acc", "peak_mem_mb", "time_per_epoch_s"} <= set(rows[0])
+    for name in ("curves.png", "summary.png"):
+        path = fake_sweep / name
+        assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+    assert not (fake_sweep / "optuna_history.png").exists()
+
+
+def test_grouping_ignores_seed_and_curves_average_over_seeds(fake_sweep):
+    configs = group_by_configuration(collect_jobs(fake_sweep))
+    assert [len(c.jobs) for c in configs] == [2, 3, 1, 1, 1]
+    from cifar_tricks.report import mean_curve
+    assert mean_curve(configs[0].jobs, "test_acc") == ([1.0, 2.0], [81.0, 91.0])
+    # the diverged seed's NaN loss is left out of the mean at epoch 1
+    assert mean_curve(configs[1].jobs, "train_loss") == ([1.0, 2.0], [1.45, 0.95])
+    mean, std, n = mean_std([90.0, 92.0, None, float("nan")])
+    assert (mean, n) == (91.0, 2) and math.isclose(std, math.sqrt(2))
+
+
+def test_a_folder_of_single_runs_and_a_missing_folder(tmp_path, capsys):
+    runs = tmp_path / "outputs"
+    make_job(runs / "2026-01-01", ["seed=3"], completed(70.0, 71.0, 80.0, 60.0, 3))
+    assert main([str(runs)]) == 0
+    header, rows = table((runs / "report.md").read_text(), "test acc")
+    assert list(rows.values())[0][:2] == ["70.00", "1"]  # n=1: just the value
+    assert "val acc" in header
+    assert main([str(tmp_path / "nowhere")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+
+
+def report_cli(folder: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "cifar_tricks.report", str(folder)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+SMOKE = ["experiment=smoke", "data.num_train=128", "data.num_test=64", "data.val_size=32"]
+
+
+def test_end_to_end_report_of_a_real_2x2_grid(tmp_path):
+    sweep = tmp_path / "grid"
+    run_cli("-m", *SMOKE, "trainer.limit_eval_batches=1", "optim.lr=0.01,0.02", "seed=0,1",
+            f"hydra.sweep.dir={sweep}")
+    proc = report_cli(sweep)
+    text = (sweep / "report.md").read_text()
+    assert text in proc.stdout
+    header, rows = table(text, "optim.lr")
+    assert list(rows) == ["0.01", "0.02"]
+    n = header.index("n")
+    assert [r[n] for r in rows.values()] == ["2", "2"]
+    assert all(r[header.index("status")] == "completed" for r in rows.values())
+    # mean ± std recomputed from the jobs' own summary.json files
+    accs: dict[str, list[float]] = {}
+    for path in sweep.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        lr = next(o.split("=")[1] for o in summary["overrides"] if o.startswith("optim.lr="))
+        accs.setdefault(lr, []).append(summary["test_acc"])
+    for lr, values in accs.items():
+        mean, std = sum(values) / 2, math.sqrt(sum((v - sum(values) / 2) ** 2 for v in values))
+        assert rows[lr][header.index("test acc")] == f"{mean:.2f} ± {std:.2f}"
+    with open(sweep / "report.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    for name in ("report.csv", "curves.png", "summary.png"):
+        assert (sweep / name).stat().st_size > 0
+
+
+def test_end_to_end_report_of_an_optuna_study_run_twice(tmp_path):
+    sweep = tmp_path / "search"
+    args = ["hparams_search=lr_wd_optuna", *SMOKE, "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}"]
+    run_cli(*args)
+    run_cli(*args)  # the same study: 3 more trials
+    proc = report_cli(sweep)
+    text = (sweep / "report.md").read_text()
+    assert "## Optuna search" in proc.stdout
+    header, rows = table(text, "trial")
+    assert header == ["trial", "value", "optim.lr", "optim.weight_decay", "state"]
+    assert sorted(rows, key=int) == [str(i) for i in range(6)]
+    values = [float(r[1]) for r in rows.values()]
+    assert values == sorted(values, reverse=True)  # maximised: best first
+    assert "best parameters: `optim.lr=" in text
+    assert (sweep / "optuna_history.png").stat().st_size > 0
+    # the trial folders are jobs too: 6 configurations of one trial each
+    assert "6 jobs in 6 configurations" in text
