@@ -1,0 +1,129 @@
+"""The stored sweeps (conf/ablation/*.yaml, one per seed README table), the divide-and-co-train
+experiment and the WRN/Shake Optuna search: every row composes, each grid has the table's row
+count, and one ablation runs end to end, shrunk, through the real CLI. No real training."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from conftest import CONF, compose_config, run_cli
+
+# Rows of each seed README table (see the comment at the top of each ablation file).
+ROWS = {
+    "wrn_aug": 4,             # §3.1/3.2 WRN-28-10: baseline, +RICAP, +Random Erasing, +Mixup
+    "half_data_models": 30,   # §3.3: all 30 CNN rows (lenet ... ge_resnext29_8x64d)
+    "shake_cutout_mixup": 4,  # §3.5
+    "shake_tricks": 4,        # §3.6: SAM, ASAM, cosine, label smoothing
+    "shake_cosine_300": 4,    # §3.7
+    "shake_aug_combos": 11,   # §3.9
+    "spp_study": 15,          # §3.10
+    "transformers": 10,       # §1.0
+    "divide_co_train": 3,     # §3.8 recipe x 3 seeds
+}
+
+
+def ablation_names() -> list[str]:
+    return sorted(p.stem for p in (CONF / "ablation").glob("*.yaml"))
+
+
+def compose_with_hydra(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def jobs_of(name: str) -> list[list[str]]:
+    """The override lists Hydra's basic sweeper launches for `python run.py ablation=<name>`."""
+    cfg = compose_with_hydra([f"ablation={name}"])
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweep.dir == f"multirun/ablation/{name}"
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    parsed = OverridesParser.create().parse_overrides(params)
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def test_every_ablation_has_an_expected_row_count():
+    assert set(ablation_names()) == set(ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_ablation_grid_has_the_seed_tables_rows_and_every_row_composes(name):
+    jobs = jobs_of(name)
+    assert len(jobs) == ROWS[name], jobs
+    assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)  # distinct rows, distinct folders
+    for job in jobs:
+        cfg = compose_config([f"ablation={name}", *job])
+        assert cfg.trainer.epochs in (200, 300)
+        assert cfg.trainer.batch_size in (64, 128)
+
+
+def test_rows_set_what_the_seed_tables_say():
+    base = ["ablation=shake_tricks"]
+    rows = {}
+    for row in ("sam", "asam", "cosine", "label_smooth"):
+        cfg = compose_with_hydra([*base, f"+ablation/rows/shake_tricks={row}"])
+        # multi-select groups (aug, trick) are not in runtime.choices: read the composed keys
+        rows[row] = (list(cfg.trick), cfg.hydra.runtime.choices.sched, cfg.hydra.runtime.choices.model)
+    m = "shake_resnet26_2x64d"
+    assert rows == {"sam": (["sam"], "multistep", m), "asam": (["asam"], "multistep", m),
+                    "cosine": ([], "cosine", m), "label_smooth": (["label_smooth"], "multistep", m)}
+    assert compose_config([*base, "+ablation/rows/shake_tricks=label_smooth"]).trick.label_smooth.eps == 0.1
+
+    lrs = {}
+    for job in jobs_of("transformers"):
+        cfg = compose_config(["ablation=transformers", *job])
+        lrs[cfg.model._target_.rsplit(".", 1)[-1]] = cfg.optim.lr
+        assert cfg.sched._target_.endswith("cosine") and cfg.trainer.epochs == 200
+    assert lrs == {"vision_transformer": 0.1, "mobilevit_s": 0.1, "mobilevit_xs": 0.1,
+                   "mobilevit_xxs": 0.1, "coatnet_0": 0.01, "coatnet_1": 0.01, "coatnet_2": 0.01,
+                   "cvt": 0.01, "swin_t": 0.01, "swin_s": 0.01}
+
+    assert compose_config(["ablation=half_data_models"]).data.fraction == 0.5
+    assert compose_config(["ablation=spp_study"]).data.fraction == 0.3
+    assert compose_config(["ablation=shake_aug_combos"]).trainer.batch_size == 64
+    assert compose_config(["ablation=shake_cosine_300"]).trainer.epochs == 300
+
+
+def test_divide_co_train_experiment_is_the_seed_recipe():
+    for overrides in (["experiment=divide_co_train"], ["ablation=divide_co_train"]):
+        cfg = compose_with_hydra(overrides)
+        c = cfg.hydra.runtime.choices
+        assert (c.model, c.sched, c.optim) == ("pyramidnet272", "warmcosine", "nesterov")
+        assert list(cfg.aug) == ["autoaugment", "random_erase", "mixup"]
+        assert list(cfg.trick) == ["kaiming_init"]
+        assert cfg.sched.warmup_epochs == 20
+        assert cfg.trainer.epochs == 300 and cfg.trainer.batch_size == 128
+        assert cfg.optim.lr == 0.1 and cfg.optim.weight_decay == 5e-4 and cfg.optim.nesterov
+        assert cfg.optim.no_decay_bias_bn is True
+
+
+def test_wrn_shake_search_optimises_val_acc_on_a_held_out_split():
+    cfg = compose_with_hydra(["hparams_search=wrn_shake_optuna"])
+    assert cfg.optimized_metric == "val_acc"
+    assert cfg.data.val_size == 5000
+    assert list(cfg.trick) == ["label_smooth"]
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.storage.startswith("sqlite:///") and sweeper.storage.endswith("optuna.db")
+    assert set(sweeper.params) == {"model", "optim.lr", "optim.weight_decay",
+                                   "trick.label_smooth.eps", "aug"}
+    # every searched value is a valid override (list-valued aug choices included)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    assert all(o.is_sweep_override() for o in parsed)
+
+
+def test_shrunk_ablation_runs_end_to_end_with_command_line_seeds(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli("ablation=shake_cutout_mixup", "model=resnet20", "data=synthetic",
+            "data.num_train=128", "data.num_test=64", "trainer.epochs=1", "trainer.batch_size=32",
+            "trainer.limit_eval_batches=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    jobs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    assert len(jobs) == 8, sorted(jobs)  # 4 stored rows x 2 command-line seeds
+    assert all(s["status"] == "completed" for s in jobs.values())
+    rows = {(o["aug"], o["seed"]) for s in jobs.values()
+            for o in [dict(x.split("=", 1) for x in s["overrides"])]}
+    assert rows == {(a, s) for a in ("[]", "[cutout]", "[mixup]", "[cutout,mixup]") for s in "01"}
