@@ -127,3 +127,22 @@ def test_shrunk_ablation_runs_end_to_end_with_command_line_seeds(tmp_path):
     rows = {(o["aug"], o["seed"]) for s in jobs.values()
             for o in [dict(x.split("=", 1) for x in s["overrides"])]}
     assert rows == {(a, s) for a in ("[]", "[cutout]", "[mixup]", "[cutout,mixup]") for s in "01"}
+    # the report of the sweep: one row per aug list, mean ± std over the 2 seeds, its plots
+    proc = run_cli_module("cifar_tricks.report", str(sweep))
+    table = (sweep / "report.md").read_text()
+    for aug in ("[]", "[cutout]", "[mixup]", "[cutout,mixup]"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {aug} |"))
+        assert " ± " in row and "| 2 |" in row, row
+    assert "| aug | test acc | n |" in table and proc.returncode == 0
+    for picture in ("curves.png", "summary.png"):
+        assert (sweep / picture).stat().st_size > 0
+
+
+def run_cli_module(module: str, *args: str):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
+                          text=True, check=True, timeout=120)
