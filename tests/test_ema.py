@@ -112,3 +112,23 @@ def test_state_dict_round_trip_keeps_the_count_so_the_next_update_averages():
 def test_a_decay_outside_0_1_is_refused(decay: float):
     with pytest.raises(ConfigError, match="decay"):
         ModelEMA(net(), decay=decay)
+
+
+def test_warmup_decay_grows_with_the_update_count():
+    import torch
+
+    from cifar_tricks.tricks.ema import ModelEMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = ModelEMA(model, decay=0.999, warmup=True)
+    expected = None
+    for n, value in enumerate([1.0, 3.0, -2.0, 5.0]):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update(model)
+        if expected is None:
+            expected = value  # the first update copies
+        else:
+            d = min(0.999, (1 + n) / (10 + n))  # n updates were folded in before this one
+            expected = d * expected + (1 - d) * value
+        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)

@@ -11,6 +11,7 @@ weights better than the last model's statistics would, and no BN re-estimation p
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -18,6 +19,24 @@ from ..errors import ConfigError
 from .base import Trick
 
 __all__ = ["EMA", "ModelEMA"]
+
+
+def _warmup_ema_multi_avg_fn(decay: float):
+    """EMA whose decay grows as min(decay, (1 + n) / (10 + n)) with the update count n (the
+    `num_updates` form of TensorFlow's ExponentialMovingAverage), so a short run's average is
+    not dominated by its first weights. The weight stays a device tensor: no host sync."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
+               num_averaged: torch.Tensor) -> None:
+        n = num_averaged.to(averaged[0].device, torch.float32)
+        step_decay = torch.clamp((1 + n) / (10 + n), max=decay)
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, (1 - step_decay).to(averaged[0].dtype))
+        else:  # integer buffers (BatchNorm's num_batches_tracked), as get_ema_multi_avg_fn does
+            for a, c in zip(averaged, current):
+                a.copy_(a * step_decay + c * (1 - step_decay))
+
+    return update
 
 
 class ModelEMA(AveragedModel):
@@ -35,11 +54,12 @@ class ModelEMA(AveragedModel):
     integers by AveragedModel; they only weigh the statistics under `momentum=None`.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = False) -> None:
         if not 0.0 <= decay <= 1.0:
             raise ConfigError(f"EMA decay must be in [0, 1], got {decay}")
-        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-        self.decay = decay
+        average = _warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
+        super().__init__(model, multi_avg_fn=average, use_buffers=True)
+        self.decay, self.warmup = decay, warmup
         # the average is never trained: no gradients, and an optimizer cannot pick it up
         self.module.requires_grad_(False)
 
@@ -48,7 +68,7 @@ class ModelEMA(AveragedModel):
         self.update_parameters(model)
 
     def extra_repr(self) -> str:
-        return f"decay={self.decay}"
+        return f"decay={self.decay}, warmup={self.warmup}"
 
 
 class EMA(Trick):
@@ -57,12 +77,12 @@ class EMA(Trick):
 
     order = 90  # copy the model after weight-init tricks ran
 
-    def __init__(self, decay: float = 0.999) -> None:
-        self.decay = decay
+    def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
+        self.decay, self.warmup = decay, warmup
         self._ema: ModelEMA | None = None
 
     def setup_model(self, model: nn.Module) -> None:
-        self._ema = ModelEMA(model, decay=self.decay)
+        self._ema = ModelEMA(model, decay=self.decay, warmup=self.warmup)
 
     def after_step(self, model: nn.Module) -> None:
         self._ema.update(model)
