@@ -83,9 +83,6 @@ class EfficientNet(Classifier):
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
 

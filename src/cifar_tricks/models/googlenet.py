@@ -68,9 +68,6 @@ class GoogLeNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
 
 @register_model
 def googlenet(num_classes: int = 10, **kwargs: Any) -> GoogLeNet:

@@ -22,15 +22,16 @@ __all__ = ["Classifier", "make_stages", "ConvBnAct", "SqueezeExcite", "DropPath"
 class Classifier(nn.Module):
     """The surface every model of the zoo shares: `forward(x) = forward_head(forward_features(x))`.
 
-    Subclasses define `forward_features` and set `num_features`; the default head, global average
-    pooling (`self.pool`) then a linear layer (`self.fc`), is what most CNNs end with. Models with
-    another head override `forward_head`. KD, EMA and the tests rely on this surface.
+    Subclasses set `num_features` and either define `self.stem` and `self.layers` (the default
+    `forward_features` runs one then the other) or override `forward_features`; the default head,
+    global average pooling (`self.pool`) then a linear layer (`self.fc`), is what most CNNs end
+    with. Models with another head override `forward_head`. KD, EMA and the tests rely on this.
     """
 
     num_features: int
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.layers(self.stem(x))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(x), 1))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from . import register_model
@@ -52,9 +51,6 @@ class MobileNet(Classifier):
         self.num_features = in_planes
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
 
 
 @register_model

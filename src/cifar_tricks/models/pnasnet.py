@@ -70,9 +70,6 @@ class PNASNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
 
 @register_model
 def pnasnet(num_classes: int = 10, num_cells: int = 6, num_planes: int = 32,

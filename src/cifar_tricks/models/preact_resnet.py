@@ -112,9 +112,6 @@ class PreActResNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
 
 @register_model
 def preact_resnet(num_classes: int = 10, **kwargs: Any) -> PreActResNet:

@@ -87,9 +87,6 @@ class ResNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
 
 @register_model
 def resnet18(num_classes: int = 10, **kwargs: Any) -> ResNet:

@@ -87,9 +87,6 @@ class ResNetCifar(Classifier):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)  # He init, the paper's own scheme
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
 
 def _build_resnet_cifar(
     depth: int, num_classes: int, shortcut: str, **kwargs: Any

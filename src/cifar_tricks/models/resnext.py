@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .layers import Classifier, ConvBnAct
+from .layers import Classifier, ConvBnAct, make_stages
 
 __all__ = ["ResNeXtBlock", "ResNeXt", "resnext"]
 
@@ -53,22 +53,13 @@ class ResNeXt(Classifier):
         super().__init__()
         self.num_classes = num_classes
         self.stem = ConvBnAct(3, 64, kernel_size=1)
-        stages, in_planes, width = [], 64, bottleneck_width
-        for i, n in enumerate(layers):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(ResNeXtBlock(in_planes, cardinality, width, stride=stride))
-                in_planes = ResNeXtBlock.expansion * cardinality * width
-            stages.append(nn.Sequential(*blocks))
-            width *= 2
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        widths = [bottleneck_width * 2 ** i for i in range(len(layers))]  # doubles per stage
+        self.layers, self.num_features = make_stages(
+            lambda cin, width, stride: ResNeXtBlock(cin, cardinality, width, stride=stride),
+            64, widths, layers, first_strides=[1] + [2] * (len(layers) - 1),
+            expansion=ResNeXtBlock.expansion * cardinality)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
 
 
 @register_model

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .layers import Classifier, DropPath
+from .layers import Classifier, DropPath, make_stages
 
 __all__ = ["StochasticDepthBlock", "StochasticDepthResNet", "stochastic_depth_resnet18"]
 
@@ -69,21 +69,12 @@ class StochasticDepthResNet(Classifier):
         )
         num_blocks = sum(layers)
         step = (1.0 - min_survival_prob) / max(num_blocks - 1, 1)
-        stages, in_planes, index = [], 64, 0
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(StochasticDepthBlock(in_planes, planes, stride, 1.0 - step * index))
-                in_planes, index = planes, index + 1
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        survival = iter([1.0 - step * index for index in range(num_blocks)])  # block order
+        self.layers, self.num_features = make_stages(
+            lambda cin, planes, stride: StochasticDepthBlock(cin, planes, stride, next(survival)),
+            64, (64, 128, 256, 512), layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
 
 
 @register_model
