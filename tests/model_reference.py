@@ -140,4 +140,5 @@ def expected_params(name: str) -> tuple[int, int]:
     for table in (FIXED, SPP_ON, EXTRA, SEED):
         if name in table:
             return table[name]
-    raise KeyError(f"no reference parameter count for model {name!r}: add it to tests/model_reference.py")
+    raise KeyError(f"no reference parameter count for model {name!r}: "
+                   f"add it to tests/model_reference.py")

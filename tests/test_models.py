@@ -17,7 +17,6 @@ from cifar_tricks.models import (
     model_table,
     register_model,
 )
-
 from cifar_tricks.models.layers import Classifier
 from model_reference import expected_params
 

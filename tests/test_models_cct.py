@@ -10,7 +10,6 @@ import torch.nn as nn
 from cifar_tricks.models import create_model
 from cifar_tricks.models.cct import SeqPool
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -7,7 +7,6 @@ import torch
 
 from cifar_tricks.models import create_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

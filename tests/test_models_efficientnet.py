@@ -1,5 +1,6 @@
 """EfficientNet-B0 specifics: the drop-connect schedule that the original never applied, and no
-dead parameters in expansion-1 blocks (see the module docstring of cifar_tricks.models.efficientnet)."""
+dead parameters in expansion-1 blocks (see the module docstring of
+cifar_tricks.models.efficientnet)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import torch
 from cifar_tricks.models import create_model
 from cifar_tricks.models.efficientnet import MBConv
 from cifar_tricks.models.layers import DropPath
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

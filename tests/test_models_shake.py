@@ -9,7 +9,6 @@ import torch
 from cifar_tricks.models import create_model
 from cifar_tricks.models.layers import ShakeDrop, shake_shake
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

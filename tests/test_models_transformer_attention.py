@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from cifar_tricks.models.coatnet import CoAtNet, RelativeAttention
-from cifar_tricks.models.swin import (SwinBlock, SwinTransformer, shifted_window_mask,
-                                      window_partition, window_reverse)
+from cifar_tricks.models.swin import (
+    SwinBlock,
+    SwinTransformer,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,6 @@ import torch.nn as nn
 from cifar_tricks.models import create_model
 from cifar_tricks.models.vit import Attention, EncoderBlock, Mlp
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch.nn as nn
+from torch import nn
 
 __all__ = ["register_model", "list_models", "get_model_entry", "create_model", "model_table"]
 

@@ -1,23 +1,17 @@
 """``python -m cifar_tricks.models [--readme README.md]``: the markdown table of registered models.
 
-With ``--readme`` the table replaces the block between the README's model-table markers, so the
-README's table is always this command's output.
+With ``--readme`` the table replaces the README's model-table block, so the README's table is
+always this command's output.
 """
 
 import argparse
-import re
 from pathlib import Path
 
+from ..readme import markers, replace_block
 from . import model_table
 
-START, END = "<!-- model-table:start -->", "<!-- model-table:end -->"
-
-
-def replace_table(text: str, table: str) -> str:
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"no {START} ... {END} block to replace")
-    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", text)
+BLOCK = "model-table"
+START, END = markers(BLOCK)
 
 
 def main() -> None:
@@ -26,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     table = model_table()
     if args.readme:
-        args.readme.write_text(replace_table(args.readme.read_text(), table))
+        args.readme.write_text(replace_block(args.readme.read_text(), BLOCK, table))
     else:
         print(table)
 

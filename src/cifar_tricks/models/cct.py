@@ -14,14 +14,15 @@ with zero bias, Kaiming-normal tokenizer conv, trunc-normal(0.2) position embedd
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
-import torch.nn as nn
 from einops import rearrange
+from torch import nn
 
 from . import register_model
-from .layers import Classifier
+from .layers import HE_NORMAL, Classifier, ParamInit, drop_path_rates, init_weights
 from .vit import Attention, EncoderBlock, Mlp
 
 __all__ = ["ConvTokenizer", "SeqPool", "CCT", "cct_7_3x1"]
@@ -74,14 +75,14 @@ class CCT(Classifier):
             num_tokens = self.tokenizer(torch.zeros(1, 3, img_size, img_size))[0, 0].numel()
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
         self.pos_drop = nn.Dropout(dropout)
-        drop_paths = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.Sequential(*[
             EncoderBlock(embed_dim,
                          Attention(embed_dim, num_heads, qkv_bias=False, attn_drop=attn_drop,
                                    proj_drop=dropout),
                          Mlp(embed_dim, int(embed_dim * mlp_ratio), drop=dropout),
                          drop_path=dp, norm_residual=True)
-            for dp in drop_paths
+            # float32, the values of SHI-Labs' torch.linspace
+            for dp in drop_path_rates(drop_path_rate, depth, dtype=torch.float32)
         ])
         self.norm = nn.LayerNorm(embed_dim)
         self.pool = SeqPool(embed_dim)
@@ -89,13 +90,8 @@ class CCT(Classifier):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
+        init_weights(self, conv=HE_NORMAL,
+                     linear=ParamInit(partial(nn.init.trunc_normal_, std=0.02), nn.init.zeros_))
         nn.init.trunc_normal_(self.pos_embed, std=0.2)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, ConvBnAct, DropPath, SqueezeExcite
+from .layers import Classifier, ConvBnAct, DropPath, SqueezeExcite, drop_path_rates
 
 __all__ = ["MBConv", "relative_position_index", "RelativeAttention",
            "TransformerBlock", "CoAtNet", "coatnet_0", "coatnet_1", "coatnet_2"]
@@ -149,7 +149,8 @@ class CoAtNet(Classifier):
         self.stem = nn.Sequential(*[ConvBnAct(3 if i == 0 else channels[0], channels[0],
                                               stride=2 if i == 0 else 1, act_layer=nn.GELU)
                                     for i in range(depths[0])])
-        rates = torch.linspace(0, drop_path_rate, sum(depths[1:])).tolist()
+        # float32, the values of timm's torch.linspace idiom
+        rates = drop_path_rates(drop_path_rate, sum(depths[1:]), dtype=torch.float32)
         stages, in_ch = [], channels[0]
         for s, (depth, out_ch) in enumerate(zip(depths[1:], channels[1:]), start=1):
             size = (image_size // 2 ** (s + 1),) * 2

@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, DropPath
+from .layers import Classifier, DropPath, drop_path_rates
 
 __all__ = ["ChannelLayerNorm", "ConvProjection", "ConvAttention", "CvTBlock", "CvT", "cvt"]
 
@@ -82,10 +82,10 @@ class CvTBlock(nn.Module):
         super().__init__()
         self.attn = ConvAttention(dim, heads, dim_head, proj_kernel, kv_stride, dropout)
         self.mlp = nn.Sequential(
-            ChannelLayerNorm(dim), nn.Conv2d(dim, dim * mlp_ratio, 1), nn.GELU(), nn.Dropout(dropout),
-            nn.Conv2d(dim * mlp_ratio, dim, 1), nn.Dropout(dropout),
+            ChannelLayerNorm(dim), nn.Conv2d(dim, dim * mlp_ratio, 1), nn.GELU(),
+            nn.Dropout(dropout), nn.Conv2d(dim * mlp_ratio, dim, 1), nn.Dropout(dropout),
         )
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(x))
@@ -112,14 +112,14 @@ class CvT(Classifier):
                  dropout: float = 0.0, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.num_classes = num_classes
-        total, done, in_dim, stages = sum(depths), 0, 3, []
+        rates, in_dim, stages = iter(drop_path_rates(drop_path_rate, sum(depths))), 3, []
         for dim, depth, n_heads, k, s in zip(dims, depths, heads, emb_kernels, emb_strides):
             blocks = [CvTBlock(dim, n_heads, dim_head, mlp_ratio, proj_kernel, kv_stride, dropout,
-                               drop_path_rate * (done + i) / max(total - 1, 1))
-                      for i in range(depth)]
+                               next(rates))
+                      for _ in range(depth)]
             stages.append(nn.Sequential(nn.Conv2d(in_dim, dim, k, s, k // 2),
                                         ChannelLayerNorm(dim), *blocks))
-            in_dim, done = dim, done + depth
+            in_dim = dim
         self.stages = nn.Sequential(*stages)
         self.num_features = in_dim
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from . import register_model
 from .layers import Classifier, ConvBnAct

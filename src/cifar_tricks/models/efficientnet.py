@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, ConvBnAct, DropPath, SqueezeExcite
+from .layers import ActLayer, Classifier, ConvBnAct, DropPath, SqueezeExcite, drop_path_rates
 
 __all__ = ["MBConv", "EfficientNet", "efficientnetb0"]
 
@@ -33,18 +33,20 @@ _B0 = [(1, 16, 1, 3, 1), (6, 24, 2, 3, 2), (6, 40, 2, 5, 2), (6, 80, 3, 3, 2),
 
 class MBConv(nn.Module):
     """Inverted residual: [1x1 expand] -> depthwise kxk (strided) -> SE -> linear 1x1 project,
-    with an identity shortcut (behind drop-path) when stride is 1 and the width is unchanged."""
+    with an identity shortcut (behind drop-path) when stride is 1 and the width is unchanged.
+    `act_layer` (swish in the paper) is the activation of the expand, depthwise and SE layers."""
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int, stride: int,
-                 expand_ratio: int = 1, se_ratio: float = 0.25, drop_path: float = 0.0) -> None:
+                 expand_ratio: int = 1, se_ratio: float = 0.25, drop_path: float = 0.0,
+                 act_layer: str | ActLayer = nn.SiLU) -> None:
         super().__init__()
         planes = expand_ratio * in_planes
-        self.expand = (ConvBnAct(in_planes, planes, 1, act_layer=nn.SiLU) if expand_ratio != 1
+        self.expand = (ConvBnAct(in_planes, planes, 1, act_layer=act_layer) if expand_ratio != 1
                        else nn.Identity())
         self.dwconv = ConvBnAct(planes, planes, kernel_size, stride=stride, groups=planes,
-                                act_layer=nn.SiLU)
+                                act_layer=act_layer)
         # SE width is a fraction of the block input, not of the expanded width (paper and Keras)
-        self.se = SqueezeExcite(planes, int(in_planes * se_ratio), act_layer=nn.SiLU)
+        self.se = SqueezeExcite(planes, int(in_planes * se_ratio), act_layer=act_layer)
         self.project = ConvBnAct(planes, out_planes, 1, act_layer=None)
         self.has_skip = stride == 1 and in_planes == out_planes
         self.drop_path = DropPath(drop_path) if self.has_skip else nn.Identity()
@@ -61,21 +63,22 @@ class EfficientNet(Classifier):
         cfg: (expansion, out channels, blocks, kernel size, stride) per stage.
         drop_rate: dropout before the classifier.
         drop_path_rate: drop-connect rate, scaled by block index / number of blocks.
+        act_layer: activation of the stem and the blocks, a class or a `get_act_layer` name
+            ("silu", i.e. swish, in the paper).
     """
 
     def __init__(self, cfg: list[tuple[int, int, int, int, int]], num_classes: int = 10,
                  drop_rate: float = 0.2, drop_path_rate: float = 0.2, stem_width: int = 32,
-                 se_ratio: float = 0.25) -> None:
+                 se_ratio: float = 0.25, act_layer: str | ActLayer = nn.SiLU) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.stem = ConvBnAct(3, stem_width, 3, act_layer=nn.SiLU)
-        total = sum(c[2] for c in cfg)
+        self.stem = ConvBnAct(3, stem_width, 3, act_layer=act_layer)
+        rates = iter(drop_path_rates(drop_path_rate, sum(c[2] for c in cfg), "efficientnet"))
         blocks, in_planes = [], stem_width
         for expansion, out_planes, n, kernel_size, stride in cfg:
             for i in range(n):
-                rate = drop_path_rate * len(blocks) / total
                 blocks.append(MBConv(in_planes, out_planes, kernel_size, stride if i == 0 else 1,
-                                     expansion, se_ratio, rate))
+                                     expansion, se_ratio, next(rates), act_layer))
                 in_planes = out_planes
         self.layers = nn.Sequential(*blocks)
         self.num_features = in_planes

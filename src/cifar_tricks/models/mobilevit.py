@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from . import register_model
 from .layers import Classifier, ConvBnAct
@@ -35,7 +35,8 @@ class MV2Block(nn.Module):
         super().__init__()
         hidden = in_channels * expansion
         self.conv = nn.Sequential(
-            ConvBnAct(in_channels, hidden, 1, act_layer=nn.SiLU) if expansion != 1 else nn.Identity(),
+            (ConvBnAct(in_channels, hidden, 1, act_layer=nn.SiLU) if expansion != 1
+             else nn.Identity()),
             ConvBnAct(hidden, hidden, 3, stride=stride, groups=hidden, act_layer=nn.SiLU),
             ConvBnAct(hidden, out_channels, 1, act_layer=None),
         )

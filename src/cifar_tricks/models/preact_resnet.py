@@ -12,12 +12,11 @@ this network with a squeeze-and-excitation layer there and a BN-ReLU stem.
 from __future__ import annotations
 
 from functools import partial
-
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register_model
 from .layers import Classifier, ConvBnAct, make_stages

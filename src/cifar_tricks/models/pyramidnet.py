@@ -19,14 +19,15 @@ ShakeDrop gate per mini-batch, the shared `layers.ShakeDrop` draws one gate per 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, ShakeDrop
+from .layers import BN_IDENTITY, Classifier, ParamInit, ShakeDrop, drop_path_rates, init_weights
 
 __all__ = ["PyramidBasicBlock", "PyramidBottleneck", "PyramidNet", "pyramidnet272", "pyramidnet110"]
 
@@ -109,15 +110,15 @@ class PyramidNet(Classifier):
         self.num_classes = num_classes
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
         num_blocks = 3 * blocks_per_stage
+        # ShakeDrop is strongest deep in the network: the paper's linear decay rule
+        drop_probs = iter(drop_path_rates(max_drop_prob, num_blocks, "huang"))
         stages, in_planes, width = [], 16, 16.0
         for i in range(3):
             blocks = []
             for j in range(blocks_per_stage):
                 width += alpha / num_blocks
-                # ShakeDrop is strongest deep in the network, as in the paper's linear decay rule
-                drop_prob = max_drop_prob * (i * blocks_per_stage + j + 1) / num_blocks
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(block(in_planes, int(round(width)), stride, drop_prob))
+                blocks.append(block(in_planes, int(round(width)), stride, next(drop_probs)))
                 in_planes = int(round(width)) * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
@@ -127,12 +128,8 @@ class PyramidNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_fan_out = partial(nn.init.kaiming_normal_, mode="fan_out", nonlinearity="relu")
+        init_weights(self, conv=ParamInit(he_fan_out), batchnorm=BN_IDENTITY)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.layers(self.stem(x))))

@@ -7,15 +7,14 @@ feature-map sizes 32/16/8, global average pooling and a linear classifier.
 from __future__ import annotations
 
 from functools import partial
-
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, make_stages
+from .layers import HE_NORMAL, Classifier, init_weights, make_stages
 
 __all__ = [
     "PadShortcut", "BasicBlock", "ResNetCifar",
@@ -83,9 +82,7 @@ class ResNetCifar(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)  # He init, the paper's own scheme
+        init_weights(self, conv=HE_NORMAL, linear=HE_NORMAL)  # He init, the paper's own scheme
 
 
 def _build_resnet_cifar(

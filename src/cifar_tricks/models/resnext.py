@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register_model
 from .layers import Classifier, ConvBnAct, make_stages
@@ -22,7 +22,8 @@ __all__ = ["ResNeXtBlock", "ResNeXt", "resnext"]
 
 
 class ResNeXtBlock(nn.Module):
-    """1x1 conv to the group width, grouped 3x3 conv (strided), 1x1 conv expanding by 2; shortcut."""
+    """1x1 conv to the group width, grouped 3x3 conv (strided), 1x1 conv expanding by 2;
+    shortcut."""
 
     expansion = 2
 

@@ -20,13 +20,14 @@ layer (10,253,044 params instead of 10,293,634), 100 classes is upstream's net e
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from . import register_model
-from .layers import Classifier
+from .layers import Classifier, ParamInit, init_weights
 
 __all__ = ["GeneralizedResidualLayer", "ResNetInResNet", "rir"]
 
@@ -100,10 +101,8 @@ class ResNetInResNet(Classifier):
             nn.Dropout(dropout),
             nn.Linear(450, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-                nn.init.constant_(m.bias, 0.01)
+        init_weights(self, conv=ParamInit(nn.init.kaiming_normal_,
+                                          partial(nn.init.constant_, val=0.01)))
 
     @staticmethod
     def _stem(channels: int) -> nn.Sequential:

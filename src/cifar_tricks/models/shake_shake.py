@@ -23,11 +23,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, shake_shake
+from .layers import (
+    BN_IDENTITY,
+    HE_NORMAL,
+    ZERO_BIAS,
+    Classifier,
+    init_weights,
+    make_stages,
+    shake_shake,
+)
 
 __all__ = [
     "ShakeShortcut", "ShakeBlock", "ShakeResNet",
@@ -94,26 +102,12 @@ class ShakeResNet(Classifier):
         self.num_classes = num_classes
         # conv with bias and BN, no ReLU: each branch and the shortcut start with their own ReLU
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16))
-        stages, in_planes = [], 16
-        for i, planes in enumerate((width, 2 * width, 4 * width)):
-            blocks = []
-            for j in range(blocks_per_stage):
-                blocks.append(ShakeBlock(in_planes, planes, stride=2 if i > 0 and j == 0 else 1))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.num_features = in_planes
+        self.layers, self.num_features = make_stages(
+            ShakeBlock, 16, (width, 2 * width, 4 * width), [blocks_per_stage] * 3, (1, 2, 2))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)  # fan-in He init, as in the original
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        # fan-in He init, as in the original
+        init_weights(self, conv=HE_NORMAL, batchnorm=BN_IDENTITY, linear=ZERO_BIAS)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # blocks end in a sum without activation, so one ReLU before pooling

@@ -24,10 +24,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, ConvBnAct
+from .layers import HE_NORMAL, Classifier, ConvBnAct, init_weights
 
 __all__ = [
     "SPP", "ResNeXtBottleneck", "CifarResNeXt",
@@ -116,9 +116,7 @@ class CifarResNeXt(Classifier):
         self.fc = nn.Linear(self.num_features, num_classes)
 
         # CIFAR-ZOO init: He-normal convs; BN (1, 0) and the fc keep PyTorch's defaults
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
+        init_weights(self, conv=HE_NORMAL)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, DropPath, make_stages
+from .layers import Classifier, DropPath, drop_path_rates, make_stages
 
 __all__ = ["StochasticDepthBlock", "StochasticDepthResNet", "stochastic_depth_resnet18"]
 
@@ -67,11 +67,10 @@ class StochasticDepthResNet(Classifier):
         self.stem = nn.Sequential(
             nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
         )
-        num_blocks = sum(layers)
-        step = (1.0 - min_survival_prob) / max(num_blocks - 1, 1)
-        survival = iter([1.0 - step * index for index in range(num_blocks)])  # block order
+        # survival falls linearly from 1 (first block) to min_survival_prob (last), block order
+        drop = iter(drop_path_rates(1.0 - min_survival_prob, sum(layers)))
         self.layers, self.num_features = make_stages(
-            lambda cin, planes, stride: StochasticDepthBlock(cin, planes, stride, next(survival)),
+            lambda cin, planes, stride: StochasticDepthBlock(cin, planes, stride, 1.0 - next(drop)),
             64, (64, 128, 256, 512), layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)

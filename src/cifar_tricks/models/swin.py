@@ -26,12 +26,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
 from einops import rearrange
+from torch import nn
 
 from . import register_model
 from .coatnet import RelativeAttention
-from .layers import Classifier, DropPath
+from .layers import Classifier, DropPath, drop_path_rates
 
 __all__ = ["window_partition", "window_reverse", "shifted_window_mask", "SwinBlock",
            "PatchMerging", "SwinTransformer", "swin_t", "swin_s"]
@@ -133,7 +133,8 @@ class SwinTransformer(Classifier):
                  drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.num_classes = num_classes
-        rates = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
+        # float32, the values of the paper's code (torch.linspace)
+        rates = drop_path_rates(drop_path_rate, sum(layers), dtype=torch.float32)
         stages, in_ch, resolution = [], 3, image_size
         for i, (depth, n_heads, factor) in enumerate(zip(layers, heads, downscaling_factors)):
             dim, resolution = hidden_dim * 2 ** i, resolution // factor

@@ -18,15 +18,15 @@ fused kernels; a relative-position bias or window mask is passed as a float ``at
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, DropPath
+from .layers import ActLayer, Classifier, DropPath, drop_path_rates, get_act_layer
 
 __all__ = ["Attention", "Mlp", "EncoderBlock", "VisionTransformer", "vision_transformer"]
 
@@ -60,13 +60,15 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Sequential):
-    """Linear -> act -> dropout -> Linear [-> act] -> dropout.
+    """Linear -> act -> dropout -> Linear [-> act] -> dropout; `act_layer` is a class or a
+    `get_act_layer` name.
 
     `act_out=True` adds the activation after the second linear too (omihub777's ViT does).
     """
 
-    def __init__(self, dim: int, hidden_dim: int, act_layer: Callable[[], nn.Module] = nn.GELU,
+    def __init__(self, dim: int, hidden_dim: int, act_layer: str | ActLayer = nn.GELU,
                  drop: float = 0.0, act_out: bool = False) -> None:
+        act_layer = get_act_layer(act_layer)
         super().__init__(
             nn.Linear(dim, hidden_dim), act_layer(), nn.Dropout(drop),
             nn.Linear(hidden_dim, dim), act_layer() if act_out else nn.Identity(), nn.Dropout(drop),
@@ -86,7 +88,7 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim), attn
         self.norm2, self.mlp = nn.LayerNorm(dim), mlp
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path)
         self.norm_residual = norm_residual
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,13 +104,14 @@ class VisionTransformer(Classifier):
 
     `forward_features` returns the normalised cls token (B, embed_dim); `forward_head` is `fc`.
     Initialisation is PyTorch's default, with N(0, 1) cls token and position embedding, as the
-    original.
+    original. Stochastic depth rises linearly to `drop_path_rate` over the blocks; `act_layer` is
+    the MLP activation (a class or a `get_act_layer` name such as "gelu", the original's).
     """
 
     def __init__(self, num_classes: int = 10, img_size: int = 32, patch_size: int = 4,
                  in_chans: int = 3, embed_dim: int = 384, depth: int = 7, num_heads: int = 8,
                  mlp_dim: int = 1536, dropout: float = 0.0, drop_path_rate: float = 0.0,
-                 attn_scale_by_width: bool = True) -> None:
+                 attn_scale_by_width: bool = True, act_layer: str | ActLayer = nn.GELU) -> None:
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
@@ -118,12 +121,13 @@ class VisionTransformer(Classifier):
         self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, embed_dim))
         scale = embed_dim ** -0.5 if attn_scale_by_width else None
-        drop_paths = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.Sequential(*[
             EncoderBlock(embed_dim,
                          Attention(embed_dim, num_heads, proj_drop=dropout, scale=scale),
-                         Mlp(embed_dim, mlp_dim, drop=dropout, act_out=True), drop_path=dp)
-            for dp in drop_paths
+                         Mlp(embed_dim, mlp_dim, act_layer, drop=dropout, act_out=True),
+                         drop_path=dp)
+            # float32, the values of timm's torch.linspace idiom
+            for dp in drop_path_rates(drop_path_rate, depth, dtype=torch.float32)
         ])
         self.norm = nn.LayerNorm(embed_dim)
         self.fc = nn.Linear(embed_dim, num_classes)

@@ -7,15 +7,14 @@ following the layout of pytorch-ricap / the authors' Torch code.
 from __future__ import annotations
 
 from functools import partial
-
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register_model
-from .layers import Classifier, make_stages
+from .layers import BN_IDENTITY, ZERO_BIAS, Classifier, ParamInit, init_weights, make_stages
 
 __all__ = ["WideBasic", "WideResNet", "wideresnet", "wideresnet16_8", "wideresnet40_2"]
 
@@ -63,14 +62,8 @@ class WideResNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain("relu"))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        xavier_relu = partial(nn.init.xavier_uniform_, gain=nn.init.calculate_gain("relu"))
+        init_weights(self, conv=ParamInit(xavier_relu), batchnorm=BN_IDENTITY, linear=ZERO_BIAS)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.layers(self.stem(x))))
