@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
 from cifar_tricks.report import collect_jobs, group_by_configuration, main, mean_std
+from conftest import ROOT, run_cli
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss",
                   "val_acc", "epoch_time_s", "img_per_s"]
@@ -108,7 +108,8 @@ def test_report_table_has_one_row_per_configuration_with_mean_std_over_seeds(fak
     a, b = rows["0.1"], rows["0.2"]
     # 90, 92: mean 91, sample std sqrt(2) = 1.414; 80, 86: mean 83, std sqrt(18) = 4.243
     assert a[col["test acc"]] == "91.00 ± 1.41" and a[col["n"]] == "2"
-    assert b[col["test acc"]] == "83.00 ± 4.24" and b[col["n"]] == "2"  # the diverged seed is not in n
+    # the diverged seed is not in n
+    assert b[col["test acc"]] == "83.00 ± 4.24" and b[col["n"]] == "2"
     assert a[col["best-epoch test acc (not for reporting)"]] == "92.00 ± 1.41"
     assert a[col["train acc"]] == "98.00 ± 1.41"
     assert a[col["val acc"]] == "89.00 ± 1.41"
@@ -178,6 +179,7 @@ def report_cli(folder: Path) -> subprocess.CompletedProcess:
 SMOKE = ["experiment=smoke", "data.num_train=128", "data.num_test=64", "data.val_size=32"]
 
 
+@pytest.mark.slow
 def test_end_to_end_report_of_a_real_2x2_grid(tmp_path):
     sweep = tmp_path / "grid"
     run_cli("-m", *SMOKE, "trainer.limit_eval_batches=1", "optim.lr=0.01,0.02", "seed=0,1",
@@ -205,6 +207,7 @@ def test_end_to_end_report_of_a_real_2x2_grid(tmp_path):
         assert (sweep / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_end_to_end_report_of_an_optuna_study_run_twice(tmp_path):
     sweep = tmp_path / "search"
     args = ["hparams_search=lr_wd_optuna", *SMOKE, "hydra.sweeper.n_trials=3",
@@ -223,3 +226,77 @@ def test_end_to_end_report_of_an_optuna_study_run_twice(tmp_path):
     assert (sweep / "optuna_history.png").stat().st_size > 0
     # the trial folders are jobs too: 6 configurations of one trial each
     assert "6 jobs in 6 configurations" in text
+
+
+def read_csv(path: Path) -> tuple[list[str], dict[tuple[str, str], dict[str, str]]]:
+    """report.csv's header and its rows by (optim.lr, seed)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = {(r["optim.lr"], r["seed"]): r for r in reader}
+        return list(reader.fieldnames or []), rows
+
+
+def test_a_column_is_one_line_that_both_report_md_and_report_csv_follow(fake_sweep, monkeypatch):
+    from cifar_tricks.report import columns
+
+    def gap(job):
+        train, test = job.get("train_acc"), job.get("test_acc")
+        return None if train is None or test is None else train - test
+
+    monkeypatch.setattr(columns, "COLUMNS", [*columns.COLUMNS,
+                                             columns.Column("gap", "train-test gap", value=gap)])
+    assert main([str(fake_sweep)]) == 0
+    header, rows = table((fake_sweep / "report.md").read_text(), "optim.lr")
+    assert header[-2:] == ["train-test gap", "status"]  # after the other columns, before status
+    # train - test acc per seed: lr=0.1: 99-90=9, 97-92=5: mean 7, sample std sqrt(8) = 2.828;
+    # lr=0.2: 90-80=10, 94-86=8: mean 9, std sqrt(2) = 1.414 (the diverged seed is not completed)
+    assert rows["0.1"][-2] == "7.00 ± 2.83" and rows["0.2"][-2] == "9.00 ± 1.41"
+    assert rows["0.3"][-2] == rows["0.4"][-2] == rows["0.5"][-2] == "—"  # no completed seed
+    csv_header, by = read_csv(fake_sweep / "report.csv")
+    assert csv_header[-1] == "gap"
+    assert {k: r["gap"] for k, r in by.items()} == {
+        ("0.1", "0"): "9.0", ("0.1", "1"): "5.0", ("0.2", "0"): "10.0", ("0.2", "1"): "8.0",
+        ("0.2", "2"): "", ("0.4", "0"): "", ("0.3", "0"): "", ("0.5", "0"): ""}
+    # the running job's csv row carries its partial numbers from metrics.csv (epoch 1 of 1)
+    running = by[("0.3", "0")]
+    assert (running["train_acc"], running["best_test_acc"], running["train_loss"]) == \
+        ("50.0", "60.0", "2.0")
+
+
+def test_unknown_summary_keys_get_a_csv_column_until_a_column_shows_them(fake_sweep, monkeypatch):
+    from cifar_tricks.report import columns
+
+    for seed, lr_found in (("0", 0.03), ("1", 0.05)):  # a key a newer trainer might write
+        path = fake_sweep / f"experiment=smoke,model=resnet20,optim.lr=0.1,seed={seed}"
+        summary = json.loads((path / "summary.json").read_text())
+        (path / "summary.json").write_text(json.dumps({**summary, "lr_found": lr_found}))
+    assert main([str(fake_sweep)]) == 0
+    csv_header, by = read_csv(fake_sweep / "report.csv")
+    assert csv_header[-1] == "lr_found"
+    assert (by[("0.1", "0")]["lr_found"], by[("0.1", "1")]["lr_found"]) == ("0.03", "0.05")
+    assert by[("0.2", "0")]["lr_found"] == ""
+    header, _ = table((fake_sweep / "report.md").read_text(), "optim.lr")
+    assert "lr_found" not in header
+
+    shown = columns.Column("lr_found", "found lr", aggregate=columns.plain(".3f"))
+    monkeypatch.setattr(columns, "COLUMNS", [*columns.COLUMNS, shown])
+    assert main([str(fake_sweep)]) == 0
+    csv_header, by = read_csv(fake_sweep / "report.csv")
+    assert csv_header.count("lr_found") == 1 and by[("0.1", "1")]["lr_found"] == "0.05"
+    header, rows = table((fake_sweep / "report.md").read_text(), "optim.lr")
+    found = header.index("found lr")
+    assert rows["0.1"][found] == "0.040" and rows["0.2"][found] == "—"  # (0.03 + 0.05) / 2
+
+
+def test_a_status_this_version_does_not_know_is_reported_as_failed(tmp_path):
+    runs = tmp_path / "outputs"
+    make_job(runs, ["seed=0"], completed(70.0, 71.0, 80.0, 60.0, 0))
+    make_job(runs, ["seed=1"], {**completed(72.0, 73.0, 80.0, 60.0, 1), "status": "exploded"})
+    assert main([str(runs)]) == 0
+    text = (runs / "report.md").read_text()
+    header, rows = table(text, "test acc")
+    (row,) = rows.values()
+    assert row[:2] == ["70.00", "1"]  # only the completed seed
+    assert row[header.index("status")] == "1 completed; seed=1: failed: unknown status 'exploded'"
+    with open(runs / "report.csv", newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["completed", "failed"]

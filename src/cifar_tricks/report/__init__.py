@@ -1,0 +1,93 @@
+"""Sweep folder -> paper-style table and plots.
+
+    python -m cifar_tricks.report multirun/<date>/<time>
+
+Every folder below the sweep folder that holds a `summary.json` or a `.hydra/overrides.yaml` is a
+job (so a folder of single runs works too). Jobs are grouped into configurations by their
+overrides minus `seed`, so replicates over seeds make one row. Written into the sweep folder:
+
+- `report.md`   one row per configuration: the swept axes, final-epoch test accuracy as
+                mean ± std over seeds (sample std, n-1) with n, and the other metrics; jobs that
+                are not completed (running, diverged, failed) keep their place with their status.
+                Also printed to the terminal.
+- `report.csv`  one row per job: every override, the status, every metric.
+- `curves.png`  test accuracy and train loss against epoch, one line per configuration
+                (mean over the seeds that reached each epoch; partial runs included).
+- `summary.png` final test accuracy per configuration with std error bars.
+- for an Optuna sweep (`optuna.db` in the sweep folder): a trials table and the best parameters
+  in `report.md`, and `optuna_history.png` (objective per trial and the running best).
+
+A sweep can be reported while it runs: a job without a summary, or with status `running`, is
+listed as running and its partial `metrics.csv` feeds the curves.
+
+The package, by concern: runs (reading jobs, grouping them), stats (mean ± std), columns (the
+one column list both tables follow), tables (report.md's and report.csv's writers), plots,
+optuna_study; this module writes the whole report and is the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .columns import COLUMNS, Column
+from .optuna_study import optuna_section, plot_optuna_history
+from .plots import mean_curve, plot_curves, plot_summary
+from .runs import Configuration, Job, collect_jobs, find_axes, group_by_configuration, read_metrics
+from .stats import format_mean_std, mean_std
+from .tables import configuration_status, format_table, markdown_table, write_csv
+
+__all__ = ["COLUMNS", "Column", "Configuration", "Job", "collect_jobs", "configuration_status",
+           "find_axes", "format_mean_std", "format_table", "group_by_configuration", "main",
+           "markdown_table", "mean_curve", "mean_std", "optuna_section", "plot_curves",
+           "plot_optuna_history", "plot_summary", "read_metrics", "write_csv", "write_report"]
+
+OUTPUT_FILES = ("report.md", "report.csv", "curves.png", "summary.png", "optuna_history.png")
+
+
+def write_report(sweep_dir: Path) -> str:
+    """Write report.md, report.csv, curves.png, summary.png (and the Optuna parts) into
+    `sweep_dir`; returns the markdown. Raises FileNotFoundError when there is nothing to report."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir} is not a folder: give the sweep folder "
+                                f"(hydra.sweep.dir, e.g. multirun/<date>/<time>)")
+    jobs = collect_jobs(sweep_dir)
+    is_optuna = (sweep_dir / "optuna.db").is_file()
+    if not jobs and not is_optuna:
+        raise FileNotFoundError(f"no job found under {sweep_dir}: a job is a folder holding "
+                                f"summary.json or .hydra/overrides.yaml")
+    parts = [f"# Report: {sweep_dir}", ""]
+    if jobs:
+        configurations = group_by_configuration(jobs)
+        parts.append(format_table(jobs, configurations))
+        write_csv(jobs, configurations, sweep_dir / "report.csv")
+        plot_curves(configurations, sweep_dir / "curves.png")
+        plot_summary(configurations, sweep_dir / "summary.png")
+    else:
+        parts.append("No job folder yet.")
+    if is_optuna:
+        parts += ["", optuna_section(sweep_dir, sweep_dir / "optuna_history.png")]
+    text = "\n".join(parts).rstrip() + "\n"
+    (sweep_dir / "report.md").write_text(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m cifar_tricks.report SWEEP_DIR`: write the report files and print report.md."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cifar_tricks.report",
+        description="Turn a sweep folder (or a folder of single runs) into report.md, "
+                    "report.csv, curves.png, summary.png (and optuna_history.png).")
+    parser.add_argument("sweep_dir", type=Path, help="the sweep folder (hydra.sweep.dir)")
+    args = parser.parse_args(argv)
+    try:
+        text = write_report(args.sweep_dir)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(text, end="")
+    written = [name for name in OUTPUT_FILES if (args.sweep_dir / name).exists()]
+    print(f"\nwrote {', '.join(written)} in {args.sweep_dir}")
+    return 0
