@@ -1,7 +1,7 @@
 """Images/s of the on-device batch loader and augmentations next to torchvision's DataLoader + PIL.
 
     python benchmarks/data_pipeline.py                       # synthetic 50,000 images
-    python benchmarks/data_pipeline.py --root /path/to/data  # CIFAR-10 from root/cifar-10-batches-py
+    python benchmarks/data_pipeline.py --root /path/to/data  # root/cifar-10-batches-py
 
 For each augmentation list ([], [cutout], [autoaugment], [autoaugment,random_erase,mixup]) both
 sides produce normalised float batches of 128 with random crop (pad 4) and flip from the same uint8
@@ -112,7 +112,7 @@ def main() -> None:
         ours = BatchLoader(split, 10, args.batch_size, MEAN, STD, train=True, crop_padding=4,
                            flip=True, uint8_transforms=uint8, float_transforms=floats)
 
-        def our_epoch(epoch: int):
+        def our_epoch(epoch: int, ours: BatchLoader = ours):
             ours.set_epoch(epoch)
             yield from ours
             if device.type == "cuda":
@@ -127,7 +127,7 @@ def main() -> None:
                                num_workers=args.workers, persistent_workers=args.workers > 0,
                                pin_memory=device.type == "cuda")
 
-        def pil_batches():
+        def pil_batches(reference: DataLoader = reference, per_batch=per_batch):
             for images, labels in reference:
                 if per_batch is not None:
                     images, labels = per_batch(images, labels)

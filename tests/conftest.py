@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+
+from cifar_tricks import jobs
+from cifar_tricks.config import CONFIG_DIR, compose
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-sys.path.insert(0, str(ROOT))
-
-import run  # noqa: E402  (registers the config schemas and resolvers, as the CLI does)
+CONF = CONFIG_DIR
 
 # Small and fast: synthetic data, LeNet, a few batches; each test adds what it checks.
 TINY = ["experiment=smoke", "data.num_train=256", "data.num_test=128", "data.val_size=0",
@@ -23,14 +22,13 @@ TINY = ["experiment=smoke", "data.num_train=256", "data.num_test=128", "data.val
 
 
 def compose_config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose(overrides)
 
 
 def train_in_process(overrides: list[str], output_dir: Path, choices: dict | None = None):
     """What `python run.py <overrides>` does for one job, without a subprocess."""
     cfg = compose_config(overrides)
-    return run.train(cfg, str(output_dir), overrides, choices or {"model": "lenet"})
+    return jobs.train(cfg, jobs.Job(Path(output_dir), overrides, choices or {"model": "lenet"}))
 
 
 def run_cli(*args: str, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -51,7 +49,8 @@ def write_fake_cifar(root: Path, name: str = "cifar10", n_train: int = 50, n_tes
         folder, train_files, test_files, key = "cifar-10-batches-py", \
             [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
     else:
-        folder, train_files, test_files, key = "cifar-100-python", ["train"], ["test"], b"fine_labels"
+        folder, train_files, test_files, key = \
+            "cifar-100-python", ["train"], ["test"], b"fine_labels"
     out = root / folder
     out.mkdir(parents=True, exist_ok=True)
     arrays = {}
@@ -83,3 +82,25 @@ def fake_cifar(tmp_path: Path) -> Path:
     write_fake_cifar(tmp_path, "cifar10")
     write_fake_cifar(tmp_path, "cifar100", n_train=300, num_classes=100)
     return tmp_path
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_report_header(config):
+    found = "available: gpu tests run" if _cuda_available() else "none: gpu tests deselected"
+    return f"cuda: {found}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run wherever a CUDA device is present; elsewhere they are deselected (they
+    cannot run, so they are not reported as skipped)."""
+    if _cuda_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]

@@ -67,11 +67,13 @@ def test_rows_set_what_the_seed_tables_say():
     for row in ("sam", "asam", "cosine", "label_smooth"):
         cfg = compose_with_hydra([*base, f"+ablation/rows/shake_tricks={row}"])
         # multi-select groups (aug, trick) are not in runtime.choices: read the composed keys
-        rows[row] = (list(cfg.trick), cfg.hydra.runtime.choices.sched, cfg.hydra.runtime.choices.model)
+        choices = cfg.hydra.runtime.choices
+        rows[row] = (list(cfg.trick), choices.sched, choices.model)
     m = "shake_resnet26_2x64d"
     assert rows == {"sam": (["sam"], "multistep", m), "asam": (["asam"], "multistep", m),
                     "cosine": ([], "cosine", m), "label_smooth": (["label_smooth"], "multistep", m)}
-    assert compose_config([*base, "+ablation/rows/shake_tricks=label_smooth"]).trick.label_smooth.eps == 0.1
+    smoothed = compose_config([*base, "+ablation/rows/shake_tricks=label_smooth"])
+    assert smoothed.trick.label_smooth.eps == 0.1
 
     lrs = {}
     for job in jobs_of("transformers"):
@@ -112,10 +114,12 @@ def test_wrn_shake_search_optimises_val_acc_on_a_held_out_split():
     assert set(sweeper.params) == {"model", "optim.lr", "optim.weight_decay",
                                    "trick.label_smooth.eps", "aug"}
     # every searched value is a valid override (list-valued aug choices included)
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    parsed = OverridesParser.create().parse_overrides(
+        [f"{k}={v}" for k, v in sweeper.params.items()])
     assert all(o.is_sweep_override() for o in parsed)
 
 
+@pytest.mark.slow
 def test_shrunk_ablation_runs_end_to_end_with_command_line_seeds(tmp_path):
     sweep = tmp_path / "sweep"
     run_cli("ablation=shake_cutout_mixup", "model=resnet20", "data=synthetic",

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from cifar_tricks.augment.cutmix import CutMix, cutmix
 from cifar_tricks.augment.cutout import Cutout, cutout
 from cifar_tricks.augment.mixup import Mixup
-from cifar_tricks.augment.random_erasing import RandomErasing, erase
+from cifar_tricks.augment.random_erase import RandomErasing, erase
 from cifar_tricks.augment.ricap import RICAP, ricap
-from cifar_tricks.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -322,10 +321,11 @@ def test_same_seed_same_output(aug):
     assert first[0].shape == images.shape and first[0].dtype == images.dtype
 
 
-@pytest.mark.parametrize("make", [lambda: Cutout(0), lambda: RandomErasing(p=1.5),
-                                  lambda: RandomErasing(scale=(0.5, 0.2)),
-                                  lambda: RandomErasing(value="mean"), lambda: Mixup(0.0),
-                                  lambda: CutMix(prob=2), lambda: RICAP(beta=-1)])
-def test_invalid_settings_are_refused(make):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("make, argument", [
+    (lambda: Cutout(0), "size"), (lambda: RandomErasing(p=1.5), "p"),
+    (lambda: RandomErasing(scale=(0.5, 0.2)), "scale"),
+    (lambda: RandomErasing(value="mean"), "value"), (lambda: Mixup(0.0), "alpha"),
+    (lambda: CutMix(prob=2), "prob"), (lambda: RICAP(beta=-1), "beta")])
+def test_invalid_settings_are_refused_naming_the_argument(make, argument):
+    with pytest.raises(ValueError, match=f"^{argument} must"):
         make()

@@ -113,6 +113,7 @@ def test_autoaugment_random_erase_and_mixup_all_apply_in_one_batch():
     assert log[-1][2], "mixup mixes the targets"
 
 
+@pytest.mark.slow
 def test_seed_cutout_by_mixup_grid_runs_one_job_per_list(tmp_path):
     from conftest import run_cli
 

@@ -12,8 +12,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from cifar_tricks.augment import split_stages
-from cifar_tricks.augment.policies import (AutoAugment, RandAugment, TrivialAugmentWide,
-                                           apply_ops)
+from cifar_tricks.augment.policies import AutoAugment, RandAugment, TrivialAugmentWide, apply_ops
 
 POLICIES = [AutoAugment, RandAugment, TrivialAugmentWide]
 TV_OPS = v2.RandAugment()  # torchvision's per-image op mapping, the reference

@@ -130,3 +130,63 @@ def test_every_group_folder_in_the_design_exists():
     for group in ("data", "model", "aug", "optim", "sched", "trick", "trainer", "experiment",
                   "ablation", "hparams_search"):
         assert (CONF / group).is_dir(), group
+
+
+def test_readme_settings_tables_are_the_generated_ones():
+    from cifar_tricks.readme import generated_blocks, read_block
+
+    readme = (CONF.parent / "README.md").read_text()
+    for name, body in generated_blocks(with_models=False).items():
+        assert read_block(readme, name) == body, \
+            f"the README's {name} is stale: python -m cifar_tricks.readme README.md"
+
+
+@pytest.mark.parametrize("schema, function", [
+    ("CifarConfig", "cifar10"), ("CifarConfig", "cifar100"), ("SyntheticConfig", "synthetic")])
+def test_dataset_function_defaults_equal_the_schema_defaults(schema, function):
+    """The schema is the one source of the data defaults; a dataset function used from Python
+    must not silently default to something else."""
+    import dataclasses
+    import inspect
+
+    from cifar_tricks import config, data
+    from cifar_tricks.data import datasets
+
+    fields = {f.name: f for f in dataclasses.fields(getattr(config, schema))}
+    # cifar10/cifar100 forward **kwargs to the shared CIFAR reader: its signature has them
+    target = datasets._cifar if function.startswith("cifar") else getattr(data, function)
+    checked = 0
+    for name, parameter in inspect.signature(target).parameters.items():
+        if parameter.default is inspect.Parameter.empty or name not in fields:
+            continue
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        value = list(parameter.default) if isinstance(parameter.default, tuple) else \
+            parameter.default
+        assert value == default, f"{function}({name}={value!r}) but {schema}.{name}={default!r}"
+        checked += 1
+    assert checked >= 7  # fraction, val_size, split_seed, crop, crop_padding, flip, ...
+
+
+def test_yaml_files_of_typed_groups_repeat_no_schema_default():
+    """conf/trainer and conf/data hold only what differs from the schema (one source each)."""
+    import dataclasses
+
+    import yaml
+
+    from cifar_tricks import config
+
+    schemas = {"trainer/default.yaml": config.TrainerConfig, "data/cifar10.yaml":
+               config.CifarConfig, "data/cifar100.yaml": config.CifarConfig,
+               "data/synthetic.yaml": config.SyntheticConfig}
+    for path, schema in schemas.items():
+        values = yaml.safe_load((CONF / path).read_text()) or {}
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                             else f.default) for f in dataclasses.fields(schema)}
+        # what a dataset is (its target, classes, statistics) is stated per dataset, even where
+        # it happens to equal the generic default
+        own = {"_target_", "num_classes", "mean", "std"}
+        repeated = sorted(k for k, v in values.items()
+                          if k in defaults and k not in own and v == defaults[k])
+        assert not repeated, f"{path} repeats the schema defaults of {repeated}: delete them"

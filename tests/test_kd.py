@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_tricks.errors import CheckpointError, ConfigError
+from cifar_tricks.errors import CheckpointError
 from cifar_tricks.losses import SoftTargetCrossEntropy
 from cifar_tricks.run_folder import RunFolder
-from cifar_tricks.tricks.distillation import KDLoss, load_teacher
+from cifar_tricks.tricks.kd import KDLoss, load_teacher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,8 +100,8 @@ def test_the_teacher_runs_on_the_images_frozen_and_in_eval_mode():
 
 
 @pytest.mark.parametrize("kwargs", [{"temperature": 0.0}, {"alpha": 1.5}, {"alpha": -0.1}])
-def test_invalid_settings_are_refused(kwargs: dict):
-    with pytest.raises(ConfigError):
+def test_invalid_settings_are_refused_naming_the_argument(kwargs: dict):
+    with pytest.raises(ValueError, match=f"^{next(iter(kwargs))} must"):
         KDLoss(nn.Identity(), **kwargs)
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-import run
+from cifar_tricks import jobs
 from cifar_tricks.optim.lr_finder import _suggest
 from conftest import TINY, compose_config
 
@@ -22,8 +22,8 @@ def test_suggestion_is_the_steepest_descent_before_the_minimum():
 def test_lr_find_mode_writes_the_sweep_and_a_finite_suggestion(tmp_path, end_lr, stops):
     overrides = TINY + ["mode=lr_find", "model=resnet20", "lr_find.num_iter=30",
                         f"lr_find.end_lr={end_lr}"]
-    suggestion = run.lr_find(compose_config(overrides), str(tmp_path), overrides,
-                             {"model": "resnet20"})
+    suggestion = jobs.lr_find(compose_config(overrides),
+                              jobs.Job(tmp_path, overrides, {"model": "resnet20"}))
     assert math.isfinite(suggestion) and 1e-7 <= suggestion <= end_lr
     rows = list(csv.DictReader(open(tmp_path / "lr_find.csv")))
     lrs = [float(r["lr"]) for r in rows]

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_tricks.errors import ConfigError
 from cifar_tricks.optim.sam import SAM, disable_running_stats, enable_running_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,7 +176,7 @@ def test_a_scheduler_on_sam_sets_the_base_optimizers_lr(prebuilt: bool):
 
 def test_a_prebuilt_base_with_other_params_is_refused():
     w, v = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
-    with pytest.raises(ConfigError, match="params"):
+    with pytest.raises(ValueError, match="params"):
         SAM([v], torch.optim.SGD([w], lr=0.1))
 
 

@@ -9,10 +9,8 @@ import torch
 from hydra.utils import get_class, instantiate
 from torch import nn
 
-from cifar_tricks.errors import ConfigError
 from cifar_tricks.models.resnet_cifar import resnet20
-from cifar_tricks.optim import AdaBound, AdaBoundW, create_optimizer, param_groups
-from cifar_tricks.optim import schedules
+from cifar_tricks.optim import AdaBound, AdaBoundW, create_optimizer, param_groups, schedules
 from cifar_tricks.optim.adabound import step_size_bounds
 from conftest import CONF, compose_config
 
@@ -106,7 +104,7 @@ def test_warmcosine_reaches_zero_at_the_last_iteration():
     ("warmup", dict(warmup_epochs=10, start_factor=0.1, milestones=[5, 60], gamma=0.1)),
 ])
 def test_warmup_longer_than_allowed_is_refused(name, kwargs):
-    with pytest.raises(ConfigError, match="warmup_epochs"):
+    with pytest.raises(ValueError, match="^warmup_epochs|^milestones"):
         build(name, **kwargs)
 
 
@@ -252,7 +250,7 @@ def test_create_optimizer_leaves_the_config_untouched():
 
 def test_create_optimizer_refuses_a_non_boolean_flag():
     cfg = compose_config(["optim=sgd", "optim.no_decay_bias_bn=maybe"])
-    with pytest.raises(ConfigError, match="no_decay_bias_bn"):
+    with pytest.raises(ValueError, match="^no_decay_bias_bn must"):
         create_optimizer(cfg.optim, nn.Linear(2, 2))
 
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import json
 
+# the plugin is part of the test extra (pip install -e ".[test]"): a missing one is a failure
+import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from conftest import CONF, run_cli
-
-# the plugin is part of the test extra (pip install -e ".[test]"): a missing one is a failure
-import hydra_plugins.hydra_submitit_launcher  # noqa: E402,F401
 
 SLURM_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 LOCAL_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 
 
 def launcher_config(*overrides: str):
-    # tests/conftest.py has imported run.py, which registers our schemas and resolvers
+    # importing cifar_tricks (conftest does) registers our schemas and resolvers
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
     return cfg.hydra.launcher
@@ -67,12 +67,14 @@ def test_slurm_launcher_renders_a_valid_sbatch_script(tmp_path, monkeypatch):
         assert f"#SBATCH {line}" in script, script
 
 
+@pytest.mark.slow
 def test_sweep_runs_through_the_submitit_local_launcher(tmp_path):
     # ${now:...%f} in the sweep dir: every worker must see the submitting process's timestamp
     sweep_root = tmp_path / "multirun"
     run_cli("-m", "hydra/launcher=submitit_local", "experiment=smoke", "data.num_train=128",
             "data.num_test=64", "data.val_size=32", "trainer.limit_eval_batches=1",
-            "trainer.num_threads=1", "seed=0,1", f"hydra.sweep.dir={sweep_root}/${{now:%H-%M-%S-%f}}",
+            "trainer.num_threads=1", "seed=0,1",
+            f"hydra.sweep.dir={sweep_root}/${{now:%H-%M-%S-%f}}",
             "hydra.launcher.timeout_min=5", timeout=240)
     (sweep,) = sweep_root.iterdir()  # both jobs in one sweep folder
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import ROOT, run_cli
@@ -20,22 +21,28 @@ def summaries(sweep_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/summary.json")}
 
 
+@pytest.mark.slow
 def test_grid_with_a_diverging_job_finishes_and_its_rerun_skips_every_job(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", *SMOKE, "optim.lr=0.02,1e12", "seed=0,1", f"hydra.sweep.dir={sweep}"]
     run_cli(*args)
     jobs = summaries(sweep)
     assert len(jobs) == 4, sorted(jobs)
-    swept = lambda s: dict(o.split("=") for o in s["overrides"] if o.startswith(("optim", "seed")))  # noqa: E731
-    status = {(float(swept(s)["optim.lr"]), int(swept(s)["seed"])): s["status"] for s in jobs.values()}
+    def swept(s):
+        return dict(o.split("=") for o in s["overrides"] if o.startswith(("optim", "seed")))
+
+    status = {(float(swept(s)["optim.lr"]), int(swept(s)["seed"])): s["status"]
+              for s in jobs.values()}
     assert status == {(0.02, 0): "completed", (0.02, 1): "completed",
                       (1e12, 0): "diverged", (1e12, 1): "diverged"}
     # one folder per override set, named by the overrides
-    assert "data.num_test=128,data.num_train=256,data.val_size=32,experiment=smoke,optim.lr=0.02,seed=0" in jobs
+    common = "data.num_test=128,data.num_train=256,data.val_size=32,experiment=smoke"
+    assert f"{common},optim.lr=0.02,seed=0" in jobs
 
     # a job killed before it finished leaves status "running": the rerun resumes that one only
-    unfinished = sweep / "data.num_test=128,data.num_train=256,data.val_size=32,experiment=smoke,optim.lr=0.02,seed=1"
-    (unfinished / "summary.json").write_text(json.dumps({**jobs[unfinished.name], "status": "running"}))
+    unfinished = sweep / f"{common},optim.lr=0.02,seed=1"
+    (unfinished / "summary.json").write_text(
+        json.dumps({**jobs[unfinished.name], "status": "running"}))
     finished = [p for p in sweep.glob("*/summary.json") if p.parent != unfinished]
     stamps = {p: p.stat().st_mtime_ns for p in finished}
     ckpts = {p: p.stat().st_mtime_ns for p in sweep.glob("*/checkpoints/last.pt")}
@@ -48,6 +55,7 @@ def test_grid_with_a_diverging_job_finishes_and_its_rerun_skips_every_job(tmp_pa
     assert summaries(sweep)[unfinished.name]["test_acc"] == jobs[unfinished.name]["test_acc"]
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", *SMOKE, "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -58,6 +66,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     assert all(s["status"] == "completed" for s in jobs.values())
 
 
+@pytest.mark.slow
 def test_optuna_study_in_sqlite_continues_on_a_second_invocation(tmp_path):
     import optuna
 
@@ -75,6 +84,7 @@ def test_optuna_study_in_sqlite_continues_on_a_second_invocation(tmp_path):
         sorted(round(t.value, 6) for t in study.trials)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
     args = [*SMOKE, "model=resnet20", "trainer.epochs=3", "data.num_train=384", "optim.lr=0.05",
             "aug=[autoaugment,cutout,mixup]", "trick=[sam,ema,label_smooth]",
@@ -82,7 +92,8 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path
     run_cli(*args, f"hydra.run.dir={tmp_path / 'straight'}")
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={killed}"],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args,
+                             f"hydra.run.dir={killed}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "last.pt").exists() and time.time() < deadline:
@@ -112,7 +123,8 @@ def test_smoke_experiment_runs_offline_in_well_under_a_minute(tmp_path):
     assert time.time() - start < 45
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["model"] == "lenet"
-    for name in ("metrics.csv", "checkpoints/last.pt", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+    for name in ("metrics.csv", "checkpoints/last.pt", ".hydra/config.yaml",
+                 ".hydra/overrides.yaml"):
         assert (tmp_path / name).exists(), name
 
 

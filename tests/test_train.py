@@ -58,6 +58,7 @@ def test_run_folder_contract(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporaries
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_classes(tmp_path):
     train_in_process(TINY + ["trainer.epochs=4", "data.num_train=512", "model=resnet20",
                              "optim.lr=0.05", "data.num_test=200"], tmp_path)

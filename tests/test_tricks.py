@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from cifar_tricks.errors import CheckpointError
 from cifar_tricks.losses import SoftTargetCrossEntropy
-from cifar_tricks.tricks.base import Tricks
+from cifar_tricks.tricks.base import Stage, TrainState, Tricks
 from cifar_tricks.tricks.grad_clip import GradClip
-from cifar_tricks.tricks.label_smoothing import LabelSmoothing
+from cifar_tricks.tricks.label_smooth import LabelSmoothing
 from conftest import CONF, TINY, compose_config, train_in_process
 
 TRICKS = sorted(p.stem for p in (CONF / "trick").glob("*.yaml"))
@@ -33,14 +33,14 @@ def test_label_smoothing_equals_torch_cross_entropy_with_label_smoothing():
 def test_grad_clip_bounds_the_global_gradient_norm():
     model = torch.nn.Linear(20, 5)
     (model(torch.randn(4, 20)) * 1000).sum().backward()
-    GradClip(max_norm=2.0).after_backward(model)
+    GradClip(max_norm=2.0).after_backward(model, TrainState(epochs=1, steps_per_epoch=1))
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert norm == pytest.approx(2.0, rel=1e-4)
 
 
 def test_tricks_wrap_in_their_order_whatever_the_list_order():
     class Marker(LabelSmoothing):
-        order = 10
+        stage = Stage.wrap_loss
 
         def wrap_criterion(self, criterion, model):
             self.seen = criterion
@@ -48,7 +48,7 @@ def test_tricks_wrap_in_their_order_whatever_the_list_order():
 
     marker = Marker()
     Tricks([marker, LabelSmoothing(0.2)]).wrap_criterion(SoftTargetCrossEntropy(), None)
-    assert marker.seen.label_smoothing == 0.2  # label smoothing (order 0) wrapped first
+    assert marker.seen.label_smoothing == 0.2  # label smoothing (the base loss) wrapped first
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -69,7 +69,7 @@ def test_sam_label_smoothing_ema_and_mixup_together(tmp_path):
     assert {"raw_test_acc", "raw_test_loss"} <= set(rows[0])
     assert summary["test_acc"] == pytest.approx(float(rows[-1]["test_acc"]))
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
-    assert state["tricks"]["EMA"]["n_averaged"] > 0  # the average is checkpointed for resuming
+    assert state["tricks"]["ema"]["n_averaged"] > 0  # the average is checkpointed for resuming
 
 
 def test_distillation_from_a_teacher_trained_in_the_test(tmp_path):

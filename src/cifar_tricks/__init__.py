@@ -1,10 +1,11 @@
 """cifar-tricks: Hydra-configured CIFAR research sweeps.
 
-Importing the package registers the OmegaConf resolvers the configs use, so any process that
-unpickles a cifar-tricks task (joblib, submitit workers) can resolve the sweep folders too.
+Importing the package registers what `conf/` needs (the typed schemas and the OmegaConf
+resolvers), so any process that composes or unpickles a cifar-tricks job (run.py, tests, joblib
+and submitit workers) can resolve it.
 """
-from .hydra_resolvers import register_resolvers
+from .config import register
 
-register_resolvers()
+register()
 
 __version__ = "0.1.0"

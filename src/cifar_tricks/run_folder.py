@@ -1,31 +1,105 @@
-"""The run folder contract: `metrics.csv`, `summary.json`, `checkpoints/last.pt`, TensorBoard events.
+"""The run folder contract: `metrics.csv`, `summary.json`, `checkpoints/last.pt`, TensorBoard.
 
+`Status` and `Summary` are the schema of `summary.json`: the trainer writes a `Summary`, the
+report reads one back (`Summary.from_dict`), so a field or a status exists in exactly one place.
 Every write is atomic (write a temporary file, then rename), so a run killed at any instant
 leaves either the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import torch
+__all__ = ["RunFolder", "Status", "Summary"]
 
-from .errors import CheckpointError
 
-__all__ = ["RunFolder", "FINISHED", "read_checkpoint"]
+class Status(str, Enum):
+    """Where a job stands. A finished job is skipped when its sweep is rerun; others resume."""
 
-# A finished job is skipped when its sweep is rerun; anything else (running, failed) is resumed.
-FINISHED = ("completed", "diverged")
+    running = "running"  # started (or killed before it could say otherwise)
+    completed = "completed"  # trained every epoch
+    diverged = "diverged"  # the training loss became NaN/inf; the last good checkpoint is kept
+    failed = "failed"  # raised an error, recorded in `Summary.error`
 
-# Settings that may change between a run and its resumption without changing its result.
-RESUMABLE_KEYS = ("trainer.device", "trainer.progress", "trainer.log_every", "trainer.compile",
-                  "trainer.eval_batch_size", "trainer.limit_eval_batches", "data.root",
-                  "data.download")
+    @property
+    def finished(self) -> bool:
+        """A rerun of the same job would change nothing: it is skipped."""
+        return self in (Status.completed, Status.diverged)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Summary:
+    """`summary.json`: one job's identity, its outcome and its headline numbers.
+
+    Accuracies are percentages; `test_acc` is the final epoch's (the number to report),
+    `best_test_acc` picks its epoch on the test set and is labelled as not for reporting.
+    `extra` keeps keys this version does not know (a newer writer's), so nothing read is lost.
+    """
+
+    status: Status = Status.running
+    model: str | None = None
+    params: int | None = None
+    epochs: int | None = None  # epochs with a test evaluation
+    epochs_planned: int | None = None
+    test_acc: float | None = None
+    best_test_acc: float | None = None
+    val_acc: float | None = None
+    best_val_acc: float | None = None
+    train_acc: float | None = None
+    train_loss: float | None = None
+    test_loss: float | None = None
+    train_time_s: float | None = None
+    img_per_s: float | None = None
+    peak_mem_mb: float | None = None  # accelerator memory; None on a CPU
+    device: str | None = None
+    seed: int | None = None
+    overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
+    choices: dict[str, Any] = field(default_factory=dict)  # chosen option of each group
+    error: str | None = None  # `Type: message` of a failed job
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: known fields in order (no `error` unless failed), then `extra`;
+        non-finite numbers become null."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("extra", "error")}
+        out["status"] = self.status.value
+        if self.error is not None:
+            out["error"] = self.error
+        out.update(self.extra)
+        return {k: _finite_or_none(v) for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """Read a `summary.json` object, tolerating missing keys (older files, hand-written ones)
+        and keeping unknown ones in `extra`; a missing status means the job is still running."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        status = values.pop("status", None)
+        try:
+            values["status"] = Status(status) if status is not None else Status.running
+        except ValueError:  # a status this version does not know: say so instead of guessing
+            values["status"] = Status.failed
+            values["error"] = values.get("error") or f"unknown status {status!r}"
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    def get(self, key: str) -> Any:
+        """A field, or an `extra` key, by name; None when absent."""
+        if key != "extra" and key in self.__dataclass_fields__:
+            value = getattr(self, key)
+            return value.value if isinstance(value, Status) else value
+        return self.extra.get(key)
 
 
 def _atomic_write(path: Path, write: Any, binary: bool = False) -> None:
@@ -43,33 +117,6 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
-def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_KEYS) -> list[str]:
-    """`key: old -> new` for every setting that differs, ignoring the resumable ones."""
-    a, b = _flatten(old), _flatten(new)
-    skip = tuple(ignore)
-    return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}" for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) and not k.startswith(skip)]
-
-
-def read_checkpoint(path: Path, fix: str) -> Any:
-    """Unpickle one of our checkpoints (they hold RNG states, so not `weights_only`); a file that
-    cannot be read raises CheckpointError ending with `fix`."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read the checkpoint {path} ({type(e).__name__}: {e}). "
-                              f"{fix}") from e
-
-
 class RunFolder:
     """Reads and writes one run's outputs in `path` (Hydra's output dir of the job)."""
 
@@ -82,29 +129,30 @@ class RunFolder:
 
     # ---------------------------------------------------------------- summary
 
-    def read_summary(self) -> dict | None:
+    def read_summary(self) -> Summary | None:
+        """The folder's summary; None when there is none yet (or it is not a JSON object)."""
         try:
-            return json.loads(self.summary_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            data = json.loads(self.summary_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        return Summary.from_dict(data) if isinstance(data, dict) else None
 
-    def write_summary(self, summary: dict) -> None:
+    def write_summary(self, summary: Summary) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        clean = {k: _finite_or_none(v) for k, v in summary.items()}
-        _atomic_write(self.summary_path, lambda f: json.dump(clean, f, indent=2, sort_keys=False))
+        data = summary.to_dict()
+        _atomic_write(self.summary_path, lambda f: json.dump(data, f, indent=2, sort_keys=False))
 
-    def finished_summary(self, overrides: list[str]) -> dict | None:
+    def finished_summary(self, overrides: list[str]) -> Summary | None:
         """The summary of this very job if it already finished here, else None."""
         summary = self.read_summary()
-        if summary and summary.get("status") in FINISHED and \
-                sorted(summary.get("overrides", [])) == sorted(overrides):
+        if summary and summary.status.finished and sorted(summary.overrides) == sorted(overrides):
             return summary
         return None
 
     # ---------------------------------------------------------------- metrics
 
     def write_metrics(self, history: list[dict]) -> None:
-        """Rewrite `metrics.csv` from the whole history (kept in the checkpoint), one row per epoch."""
+        """Rewrite `metrics.csv` from the whole history (kept in the checkpoint), a row an epoch."""
         if not history:
             return
         columns = list(dict.fromkeys(k for row in history for k in row))
@@ -119,6 +167,9 @@ class RunFolder:
     # ---------------------------------------------------------------- checkpoint
 
     def save_checkpoint(self, state: dict) -> None:
+        """Write `state` (`checkpoint.make_checkpoint`) atomically as checkpoints/last.pt."""
+        import torch  # here, not at the top: reading a folder (the report) needs no torch
+
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.checkpoint_path, lambda f: torch.save(state, f), binary=True)
 
@@ -132,15 +183,6 @@ class RunFolder:
             return None
         fix = (f"It is left untouched. To start afresh, move or delete {path}, or give this run "
                f"another folder (hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep).")
-        state = read_checkpoint(path, fix)
-        required = {"model", "optimizer", "scheduler", "epoch", "config", "history", "rng"}
-        if not isinstance(state, dict) or not required <= state.keys():
-            missing = sorted(required - set(state)) if isinstance(state, dict) else ["everything"]
-            raise CheckpointError(f"{path} is not a cifar-tricks checkpoint (missing "
-                                  f"{', '.join(missing)}). {fix}")
-        diff = config_differences(state["config"], config)
-        if diff:
-            raise CheckpointError(
-                f"{path} was written by a different configuration, so this run cannot resume it:\n  "
-                + "\n  ".join(diff[:20]) + f"\nIts overrides were {state.get('overrides')}. {fix}")
-        return state
+        from .checkpoint import check_resumable, read_checkpoint
+
+        return check_resumable(read_checkpoint(path, fix), path, config, fix)

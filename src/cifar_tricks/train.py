@@ -1,61 +1,33 @@
 """The training story, top to bottom: one epoch of steps, an evaluation, a log row, a checkpoint.
 
-`fit` knows nothing about a particular model, augmentation or trick: it receives built objects
-(`run.py` builds them from the config) and owns only the loop, resumption and the run folder.
+`fit` knows nothing about a particular model, augmentation or trick: it receives a built `Run`
+(`build.build_run` makes one from the config) and owns only the loop, resumption and the run
+folder; the tricks act through their hooks, which see the `TrainState`.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
-import random
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .config import Precision, Progress, TrainerConfig
+from .build import Run
+from .checkpoint import make_checkpoint, restore
+from .config import Precision, Progress
 from .data import BatchLoader
 from .losses import SoftTargetCrossEntropy, soft_accuracy
-from .run_folder import RunFolder
-from .tricks.base import Tricks
+from .run_folder import RunFolder, Status, Summary
+from .tricks.base import TrainState
 
-__all__ = ["fit", "evaluate", "train_one_epoch", "seed_everything", "resolve_device", "Loaders"]
+__all__ = ["fit", "evaluate", "train_one_epoch", "autocast_for"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Loaders:
-    train: BatchLoader
-    test: BatchLoader
-    val: BatchLoader | None = None
-
-
-# ------------------------------------------------------------------------------------ setup
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigError
-        raise ConfigError(f"trainer.device={name} but CUDA is not available here; "
-                          f"use trainer.device=cpu (or auto)")
-    return device
 
 
 def autocast_for(device: torch.device, precision: Precision) -> Callable[[], Any]:
@@ -63,20 +35,6 @@ def autocast_for(device: torch.device, precision: Precision) -> Callable[[], Any
     if bf16:
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -93,16 +51,14 @@ class _ProgressBar:
                     disable=not self.enabled)
 
 
-def train_one_epoch(net: nn.Module, model: nn.Module, loader: BatchLoader,
-                    optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
-                    tricks: Tricks, autocast: Callable[[], Any], channels_last: bool, bar: Any,
-                    log_every: int) -> dict:
-    """One pass over the training set (`net` runs the forward, possibly compiled; `model` is
+def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Callable[[], Any],
+                    channels_last: bool, bar: Iterable) -> dict:
+    """One pass over the training set (`net` runs the forward, possibly compiled; `run.model` is
     the module the tricks see). Sums stay on the device; the host reads them only every
     `log_every` steps (progress and divergence check) and at the end."""
+    model, optimizer, criterion, tricks = run.model, run.optimizer, run.criterion, run.tricks
     net.train()
-    device = loader.device
+    device = run.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
@@ -112,25 +68,26 @@ def train_one_epoch(net: nn.Module, model: nn.Module, loader: BatchLoader,
             images = images.contiguous(memory_format=torch.channels_last)
         first: dict[str, torch.Tensor] = {}
 
-        def closure() -> torch.Tensor:
+        def closure(images=images, targets=targets, first=first) -> torch.Tensor:
             # one forward-backward; SAM calls it twice, at w and at w + e(w)
             with autocast():
                 logits = net(images)
                 loss = criterion(logits, targets, images)
             loss.backward()
-            tricks.after_backward(model)
+            tricks.after_backward(model, state)
             if not first:  # report the loss and accuracy at w, as without SAM
                 first.update(logits=logits.detach(), loss=loss.detach())
             return loss
 
         optimizer.zero_grad(set_to_none=True)
         optimizer.step(closure)
-        scheduler.step()
-        tricks.after_step(model)
+        run.scheduler.step()
+        state.step += 1
+        tricks.after_step(model, state)
         loss_sum += first["loss"] * len(images)
         correct += soft_accuracy(first["logits"], targets)
         seen += len(images)
-        if step % log_every == 0:
+        if step % run.settings.log_every == 0:
             mean_loss = loss_sum.item() / seen
             if not math.isfinite(mean_loss):
                 break
@@ -165,57 +122,52 @@ def evaluate(model: nn.Module, loader: BatchLoader, criterion: nn.Module,
 
 # ------------------------------------------------------------------------------------ fit
 
-def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, tricks: Tricks,
-        settings: TrainerConfig, folder: RunFolder, resume: dict | None,
-        run_info: dict) -> dict:
-    """Train `model` for `settings.epochs`, resuming from `resume` (a checkpoint) if given.
+def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
+    """Train `run` for `run.settings.epochs`, resuming from `resume` (a checkpoint) if given.
 
-    `criterion(logits, targets, images)` is the training loss; evaluation always uses the plain
-    cross-entropy, on the tricks' evaluation model (the EMA weights) when they provide one, and
-    then also reports the trained weights' accuracy as `raw_*`.
+    `run.criterion(logits, targets, images)` is the training loss; evaluation always uses the
+    plain cross-entropy, on the tricks' evaluation model (the EMA weights) when they provide one,
+    and then also reports the trained weights' accuracy as `raw_*`.
 
-    Returns the summary (also written to `summary.json`): status `completed`, or `diverged` when
-    the training loss became NaN/inf, in which case the last good checkpoint is kept.
+    Returns the summary (the caller writes it): status `completed`, or `diverged` when the
+    training loss became NaN/inf, in which case the last good checkpoint is kept.
     """
-    device = loaders.train.device
+    settings, device, loaders = run.settings, run.device, run.loaders
     channels_last = settings.channels_last if settings.channels_last is not None \
         else device.type == "cuda"
-    averaged = tricks.eval_model()
+    averaged = run.tricks.eval_model()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        run.model = run.model.to(memory_format=torch.channels_last)
         averaged = averaged.to(memory_format=torch.channels_last) if averaged else None
     autocast = autocast_for(device, settings.precision)
-    net = torch.compile(model) if settings.compile else model
+    net = torch.compile(run.model) if settings.compile else run.model
     eval_criterion = SoftTargetCrossEntropy()
     history: list[dict] = []
     start_epoch = 0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        tricks.load_state_dict(resume.get("tricks", {}))
-        _set_rng_state(resume["rng"])
-        history, start_epoch = resume["history"], resume["epoch"]
+        history, start_epoch = restore(run, resume)
         folder.write_metrics(history)
-        log.info("resuming %s from epoch %d/%d", folder.checkpoint_path, start_epoch, settings.epochs)
+        log.info("resuming %s from epoch %d/%d", folder.checkpoint_path, start_epoch,
+                 settings.epochs)
+    state = TrainState(epochs=settings.epochs, steps_per_epoch=len(loaders.train),
+                       epoch=start_epoch, step=start_epoch * len(loaders.train))
 
     from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
     writer = SummaryWriter(str(folder.tensorboard_dir), purge_step=start_epoch + 1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = _ProgressBar(settings.progress, settings.epochs)
-    status = "completed"
+    status = Status.completed
     try:
         for epoch in range(start_epoch + 1, settings.epochs + 1):
+            state.epoch = epoch
             loaders.train.set_epoch(epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            row: dict[str, Any] = {"epoch": epoch, "lr": lr}
-            stats = train_one_epoch(net, model, loaders.train, optimizer, scheduler, criterion,
-                                    tricks, autocast, channels_last,
-                                    bar.wrap(loaders.train, epoch), settings.log_every)
+            run.tricks.on_epoch_start(run.model, state)
+            row: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+            stats = train_one_epoch(run, net, state, autocast, channels_last,
+                                    bar.wrap(loaders.train, epoch))
             if not math.isfinite(stats["train_loss"]):
-                status = "diverged"
+                status = Status.diverged
                 log.warning("epoch %d: training loss is %s; stopping (status: diverged). The last "
                             "good checkpoint is kept.", epoch, stats["train_loss"])
                 row.update(stats)
@@ -230,6 +182,7 @@ def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
                         row[f"{prefix}{name}_loss"], row[f"{prefix}{name}_acc"] = evaluate(
                             evaluated_net, loader, eval_criterion, autocast, channels_last)
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
+            run.tricks.on_epoch_end(run.model, state, row)
             history.append(row)
             for key, value in row.items():
                 if key != "epoch":
@@ -237,44 +190,40 @@ def fit(model: nn.Module, loaders: Loaders, optimizer: torch.optim.Optimizer,
             log.info("epoch %d/%d " + " ".join(f"{k}=%.4g" for k in row if k != "epoch"),
                      epoch, settings.epochs, *[v for k, v in row.items() if k != "epoch"])
             if settings.checkpoint:  # checkpoint first: it carries the history metrics.csv shows
-                folder.save_checkpoint({
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "tricks": tricks.state_dict(),
-                    "rng": _rng_state(), "epoch": epoch,
-                    "history": history, "config": run_info["config"],
-                    "overrides": run_info["overrides"]})
+                folder.save_checkpoint(make_checkpoint(run, epoch, history))
             folder.write_metrics(history)
+        run.tricks.on_fit_end(run.model, state)
     finally:
         writer.close()
-    return _summary(status, history, settings, device, run_info)
+    return _summary(status, history, run)
 
 
-def _summary(status: str, history: list[dict], settings: TrainerConfig, device: torch.device,
-             run_info: dict) -> dict:
+def _summary(status: Status, history: list[dict], run: Run) -> Summary:
     good = [r for r in history if "test_acc" in r]
     last = good[-1] if good else {}
+    completed = status == Status.completed
     train_time = sum(r["epoch_time_s"] for r in good)
     train_images = sum(r["epoch_time_s"] * r["img_per_s"] for r in good)
-    summary = {
-        "status": status,
-        "model": run_info["model"],
-        "params": run_info["params"],
-        "epochs": len(good),
-        "epochs_planned": settings.epochs,
-        "test_acc": last.get("test_acc") if status == "completed" else None,
-        "best_test_acc": max((r["test_acc"] for r in good), default=None),
-        "val_acc": last.get("val_acc") if status == "completed" else None,
-        "best_val_acc": max((r["val_acc"] for r in good if "val_acc" in r), default=None),
-        "train_acc": last.get("train_acc"),
-        "train_loss": last.get("train_loss"),
-        "test_loss": last.get("test_loss"),
-        "train_time_s": train_time,
-        "img_per_s": train_images / train_time if train_time else None,
-        "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20
-                        if device.type == "cuda" else None),
-        "device": str(device),
-        "seed": run_info["seed"],
-        "overrides": run_info["overrides"],
-        "choices": run_info["choices"],
-    }
-    return summary
+    device = run.device
+    return Summary(
+        status=status,
+        model=run.model_name,
+        params=run.params,
+        epochs=len(good),
+        epochs_planned=run.settings.epochs,
+        test_acc=last.get("test_acc") if completed else None,
+        best_test_acc=max((r["test_acc"] for r in good), default=None),
+        val_acc=last.get("val_acc") if completed else None,
+        best_val_acc=max((r["val_acc"] for r in good if "val_acc" in r), default=None),
+        train_acc=last.get("train_acc"),
+        train_loss=last.get("train_loss"),
+        test_loss=last.get("test_loss"),
+        train_time_s=train_time,
+        img_per_s=train_images / train_time if train_time else None,
+        peak_mem_mb=(torch.cuda.max_memory_allocated(device) / 2**20
+                     if device.type == "cuda" else None),
+        device=str(device),
+        seed=run.seed,
+        overrides=run.overrides,
+        choices=run.choices,
+    )

@@ -14,7 +14,6 @@ import torch
 from . import BatchAugment
 from .cutout import box_mask
 from .mixup import sample_beta
-from ..errors import ConfigError
 
 __all__ = ["CutMix", "cutmix"]
 
@@ -44,9 +43,9 @@ class CutMix(BatchAugment):
 
     def __init__(self, alpha: float = 1.0, prob: float = 0.5) -> None:
         if alpha <= 0:
-            raise ConfigError(f"aug.cutmix.alpha must be positive, got {alpha}")
+            raise ValueError(f"alpha must be positive, got {alpha}")
         if not 0 <= prob <= 1:
-            raise ConfigError(f"aug.cutmix.prob must be in [0, 1], got {prob}")
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
         self.alpha, self.prob = float(alpha), float(prob)
 
     def make_params(self, images: torch.Tensor, generator: torch.Generator

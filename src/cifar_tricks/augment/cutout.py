@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from . import BatchAugment
-from ..errors import ConfigError
 
 __all__ = ["Cutout", "box_mask", "cutout"]
 
@@ -45,7 +44,7 @@ class Cutout(BatchAugment):
 
     def __init__(self, size: int = 16) -> None:
         if size < 1:
-            raise ConfigError(f"aug.cutout.size must be a positive number of pixels, got {size}")
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
         self.size = int(size)
 
     def make_params(self, images: torch.Tensor,

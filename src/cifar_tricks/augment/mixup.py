@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from . import BatchAugment
-from ..errors import ConfigError
 
 __all__ = ["Mixup", "mixup", "sample_beta"]
 
@@ -45,7 +44,7 @@ class Mixup(BatchAugment):
 
     def __init__(self, alpha: float = 1.0) -> None:
         if alpha <= 0:
-            raise ConfigError(f"aug.mixup.alpha must be positive, got {alpha}")
+            raise ValueError(f"alpha must be positive, got {alpha}")
         self.alpha = float(alpha)
 
     def make_params(self, images: torch.Tensor,

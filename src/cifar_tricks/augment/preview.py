@@ -11,19 +11,17 @@ image's target: its class, or for mixing ops the mixed classes with their weight
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from ..config import register_schemas
-from ..data import BatchLoader, Split
-from . import split_stages
+from ..build import build, build_augments, build_loaders
+from ..config import compose
+from ..data import Split
 
 __all__ = ["preview"]
-
-CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 def _title(weights: torch.Tensor, classes: list[str]) -> str:
@@ -41,17 +39,14 @@ def preview(overrides: list[str], out: Path, n: int = 8, draws: int = 3, seed: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    data = instantiate(cfg.data)
-    augments = [instantiate(node) for node in cfg.aug.values()]
-    uint8, floats = split_stages(augments)
+    cfg = compose(overrides)
+    data = build(cfg.data, "data")
     picked = Split(data.train.images[:n], torch.arange(n))
-    # one-hot over the n picked images, so a target tells which images an output came from
-    loader = BatchLoader(picked, n, n, data.mean, data.std, train=True, seed=seed,
-                         crop_padding=data.crop_padding, flip=data.flip,
-                         uint8_transforms=uint8, float_transforms=floats)
+    # each picked image its own class, so a target tells which images an output came from
+    shown_data = dataclasses.replace(data, train=picked, num_classes=n)
+    settings = dataclasses.replace(OmegaConf.to_object(cfg.trainer), batch_size=n,
+                                   limit_train_batches=None)
+    loader = build_loaders(shown_data, settings, seed, build_augments(cfg)).train
     mean = torch.tensor(data.mean).view(1, 3, 1, 1)
     std = torch.tensor(data.std).view(1, 3, 1, 1)
     labels = data.train.labels[:n].tolist()

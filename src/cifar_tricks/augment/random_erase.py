@@ -19,7 +19,6 @@ import torch
 
 from . import BatchAugment
 from .cutout import box_mask
-from ..errors import ConfigError
 
 __all__ = ["RandomErasing", "erase"]
 
@@ -50,17 +49,17 @@ class RandomErasing(BatchAugment):
                  attempts: int = 10) -> None:
         scale, ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         if not 0 <= p <= 1:
-            raise ConfigError(f"aug.random_erase.p must be in [0, 1], got {p}")
+            raise ValueError(f"p must be in [0, 1], got {p}")
         if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise ConfigError(f"aug.random_erase.scale must be [low, high] with "
-                              f"0 < low <= high <= 1, got {list(scale)}")
+            raise ValueError(f"scale must be [low, high] with "
+                             f"0 < low <= high <= 1, got {list(scale)}")
         if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ConfigError(f"aug.random_erase.ratio must be [low, high] with "
-                              f"0 < low <= high, got {list(ratio)}")
+            raise ValueError(f"ratio must be [low, high] with "
+                             f"0 < low <= high, got {list(ratio)}")
         if isinstance(value, str) and value != "random":
-            raise ConfigError(f"aug.random_erase.value must be 'random' or a number, got {value!r}")
+            raise ValueError(f"value must be 'random' or a number, got {value!r}")
         if attempts < 1:
-            raise ConfigError(f"aug.random_erase.attempts must be positive, got {attempts}")
+            raise ValueError(f"attempts must be positive, got {attempts}")
         self.p, self.scale, self.ratio, self.attempts = float(p), scale, ratio, int(attempts)
         self.value = value if isinstance(value, str) else float(value)
 

@@ -17,7 +17,6 @@ import torch
 
 from . import BatchAugment
 from .mixup import sample_beta
-from ..errors import ConfigError
 
 __all__ = ["RICAP", "ricap"]
 
@@ -68,7 +67,7 @@ class RICAP(BatchAugment):
 
     def __init__(self, beta: float = 0.3) -> None:
         if beta <= 0:
-            raise ConfigError(f"aug.ricap.beta must be positive, got {beta}")
+            raise ValueError(f"beta must be positive, got {beta}")
         self.beta = float(beta)
 
     def make_params(self, images: torch.Tensor, generator: torch.Generator

@@ -2,4 +2,5 @@
 from .datasets import ImageData, Split, cifar10, cifar100, stratified_split, synthetic
 from .loader import BatchLoader
 
-__all__ = ["BatchLoader", "ImageData", "Split", "cifar10", "cifar100", "stratified_split", "synthetic"]
+__all__ = ["BatchLoader", "ImageData", "Split", "cifar10", "cifar100", "stratified_split",
+           "synthetic"]

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DatasetNotFoundError
+from ..errors import DatasetNotFoundError
 
 __all__ = ["ImageData", "Split", "cifar10", "cifar100", "synthetic", "stratified_split"]
 
@@ -60,7 +60,8 @@ class ImageData:
 
 # --------------------------------------------------------------------------- splits
 
-def stratified_split(labels: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(labels: torch.Tensor, size: int,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices into (`size` chosen, rest), keeping each class's share as in `labels`.
 
     Per-class quotas use largest remainders so they add up to `size` exactly; the choice within a
@@ -88,13 +89,13 @@ def _make_splits(train: Split, test: Split, num_classes: int, fraction: float, v
                  split_seed: int) -> tuple[Split, Split | None, Split]:
     """Hold out `val_size` stratified samples of train, then keep `fraction` of the rest."""
     if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"data.fraction={fraction} is outside (0, 1]: it is the share of the "
-                          f"training set to keep, e.g. data.fraction=0.5 for the seed's half data")
+        raise ValueError(f"fraction={fraction} is outside (0, 1]: it is the share of the "
+                         f"training set to keep, e.g. data.fraction=0.5 for the seed's half data")
     largest = len(train) - num_classes  # leave at least one training image per class
     if val_size < 0 or val_size > max(largest, 0):
-        raise ConfigError(f"data.val_size={val_size} does not fit the {len(train)} training images "
-                          f"of this dataset: choose 0 (no validation split) up to {largest}, "
-                          f"e.g. data.val_size=5000 for CIFAR")
+        raise ValueError(f"val_size={val_size} does not fit the {len(train)} training images "
+                         f"of this dataset: choose 0 (no validation split) up to {largest}, "
+                         f"e.g. data.val_size=5000 for CIFAR")
     val = None
     if val_size:
         val_idx, train_idx = stratified_split(train.labels, val_size, split_seed)

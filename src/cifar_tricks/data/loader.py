@@ -17,7 +17,8 @@ from .datasets import Split
 
 __all__ = ["BatchLoader"]
 
-BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator],
+                          tuple[torch.Tensor, torch.Tensor]]
 
 
 class BatchLoader:
@@ -52,7 +53,8 @@ class BatchLoader:
         self.split, self.num_classes, self.batch_size = split, num_classes, batch_size
         self.train, self.seed, self.rank, self.world_size = train, seed, rank, world_size
         self.limit_batches = limit_batches
-        self.uint8_transforms, self.float_transforms = list(uint8_transforms), list(float_transforms)
+        self.uint8_transforms = list(uint8_transforms)
+        self.float_transforms = list(float_transforms)
         self.device = split.images.device
         self.epoch = 0
         # (x/255 - mean)/std == (x - 255*mean) * 1/(255*std): one subtract and one multiply.

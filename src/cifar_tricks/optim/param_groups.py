@@ -15,8 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
 
-from cifar_tricks.errors import ConfigError
-
 __all__ = ["NORM_LAYERS", "param_groups", "create_optimizer"]
 
 # Normalisation layers whose parameters are a per-channel scale and shift. _NormBase covers
@@ -71,8 +69,8 @@ def create_optimizer(optim_cfg: DictConfig, model: nn.Module) -> Optimizer:
     node = OmegaConf.to_container(optim_cfg, resolve=True)
     no_decay_bias_bn = node.pop("no_decay_bias_bn", False)
     if not isinstance(no_decay_bias_bn, bool):
-        raise ConfigError(f"optim.no_decay_bias_bn must be true or false, "
-                          f"got {no_decay_bias_bn!r}")
+        raise ValueError(f"no_decay_bias_bn must be true or false, "
+                         f"got {no_decay_bias_bn!r}")
     node["_partial_"] = True  # the parameters are ours to pass, whatever the file says
     weight_decay = node.get("weight_decay", 0.0) or 0.0
     factory = instantiate(node)

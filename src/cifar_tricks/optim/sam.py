@@ -26,8 +26,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
-from ..errors import ConfigError
-
 __all__ = ["SAM", "disable_running_stats", "enable_running_stats"]
 
 # Attribute names the BN bypass stores on each BatchNorm module while the stats are frozen.
@@ -85,10 +83,7 @@ class SAM(Optimizer):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict] | None,
                  base_optimizer: Callable[..., Optimizer] | Optimizer, rho: float = 0.05,
                  adaptive: bool = False, eta: float = 0.0, model: nn.Module | None = None) -> None:
-        if rho < 0:
-            raise ConfigError(f"SAM's rho (the neighbourhood radius) must be >= 0, got {rho}")
-        if eta < 0:
-            raise ConfigError(f"ASAM's eta must be >= 0, got {eta}")
+        check_neighbourhood(rho, eta)
         defaults = dict(rho=rho, adaptive=adaptive, eta=eta)
         if isinstance(base_optimizer, Optimizer):
             base = base_optimizer
@@ -191,6 +186,14 @@ class SAM(Optimizer):
                 group.setdefault(name, self.defaults[name])
 
 
+def check_neighbourhood(rho: float, eta: float) -> None:
+    """Refuse a negative radius `rho` or ASAM offset `eta` (ValueError naming the argument)."""
+    if rho < 0:
+        raise ValueError(f"rho (the neighbourhood radius) must be >= 0, got {rho}")
+    if eta < 0:
+        raise ValueError(f"eta (ASAM's offset) must be >= 0, got {eta}")
+
+
 def _check_same_params(params: Iterable[torch.Tensor] | Iterable[dict], base: Optimizer) -> None:
     given: set[int] = set()
     for item in params:
@@ -199,5 +202,5 @@ def _check_same_params(params: Iterable[torch.Tensor] | Iterable[dict], base: Op
         given.update(id(t) for t in tensors)
     held = {id(p) for group in base.param_groups for p in group["params"]}
     if given != held:
-        raise ConfigError("SAM was given a built base optimizer and different params; pass "
-                          "params=None (or the base optimizer's own parameters)")
+        raise ValueError("SAM was given a built base optimizer and different params; pass "
+                         "params=None (or the base optimizer's own parameters)")

@@ -10,11 +10,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import (CosineAnnealingLR, CosineAnnealingWarmRestarts, LambdaLR,
-                                      LinearLR, LRScheduler, MultiStepLR, OneCycleLR,
-                                      SequentialLR, StepLR)
-
-from cifar_tricks.errors import ConfigError
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    CosineAnnealingWarmRestarts,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    SequentialLR,
+    StepLR,
+)
 
 __all__ = ["constant", "multistep", "step", "cosine", "warmup", "warmcosine", "cosine_restarts",
            "onecycle"]
@@ -35,7 +41,7 @@ def step(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, step_size: 
          gamma: float = 0.1) -> LRScheduler:
     """Multiply the lr by `gamma` every `step_size` epochs (the step decay of He et al. 2016,
     "Deep Residual Learning for Image Recognition", on ImageNet: x0.1 every 30 epochs)."""
-    _check_positive("sched.step_size", step_size)
+    _check_positive("step_size", step_size)
     return StepLR(optimizer, step_size * steps_per_epoch, gamma)
 
 
@@ -53,8 +59,8 @@ def warmup(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, warmup_ep
     1 Hour"; the seed's Detectron-style WarmupMultiStepLR). Milestones count from the start of
     the run, as in `multistep`, and must not fall inside the warmup."""
     if any(m < warmup_epochs for m in milestones):
-        raise ConfigError(f"sched.milestones {list(milestones)} must not precede the end of the "
-                          f"warmup (sched.warmup_epochs={warmup_epochs})")
+        raise ValueError(f"milestones {list(milestones)} must not precede the end of the warmup "
+                         f"(warmup_epochs={warmup_epochs})")
     warmup_iters = warmup_epochs * steps_per_epoch
     # The multistep part starts counting at the end of the warmup (SequentialLR restarts it).
     after = MultiStepLR(optimizer, [m * steps_per_epoch - warmup_iters for m in milestones], gamma)
@@ -68,8 +74,8 @@ def warmcosine(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, warmu
     original "warmcosine" ran the cosine over all `epochs` after the warmup, so its lr never
     reached 0; here the cosine lasts `epochs - warmup_epochs`."""
     if not 0 <= warmup_epochs < epochs:
-        raise ConfigError(f"sched.warmup_epochs={warmup_epochs} must be at least 0 and less than "
-                          f"trainer.epochs={epochs}")
+        raise ValueError(f"warmup_epochs={warmup_epochs} must be at least 0 and less than the "
+                         f"run's epochs (trainer.epochs={epochs})")
     warmup_iters = warmup_epochs * steps_per_epoch
     after = CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch - warmup_iters,
                               eta_min=eta_min)
@@ -81,7 +87,7 @@ def cosine_restarts(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, 
     """SGDR (Loshchilov & Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts"):
     cosine decay to `eta_min` over `T_0` epochs, then back to the lr, each cycle `T_mult` times
     longer than the last. Restarts are at iteration boundaries of whole epochs."""
-    _check_positive("sched.T_0", T_0)
+    _check_positive("T_0", T_0)
     return CosineAnnealingWarmRestarts(optimizer, T_0=T_0 * steps_per_epoch, T_mult=T_mult,
                                        eta_min=eta_min)
 
@@ -109,11 +115,11 @@ def _after_warmup(optimizer: Optimizer, warmup_iters: int, start_factor: float,
     if warmup_iters == 0:
         return after
     if not 0 < start_factor <= 1:
-        raise ConfigError(f"sched.start_factor={start_factor} must be in (0, 1]")
+        raise ValueError(f"start_factor={start_factor} must be in (0, 1]")
     ramp = LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup_iters)
     return SequentialLR(optimizer, [ramp, after], milestones=[warmup_iters])
 
 
 def _check_positive(key: str, value: int) -> None:
     if value < 1:
-        raise ConfigError(f"{key} must be at least 1 epoch, got {value}")
+        raise ValueError(f"{key} must be at least 1 epoch, got {value}")

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..errors import ConfigError
-from .base import Trick
+from .base import Stage, TrainState, Trick
 
 __all__ = ["EMA", "ModelEMA"]
 
@@ -39,6 +38,12 @@ def _warmup_ema_multi_avg_fn(decay: float):
     return update
 
 
+def check_decay(decay: float) -> None:
+    """Refuse a decay outside [0, 1] (ValueError naming the argument)."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay}")
+
+
 class ModelEMA(AveragedModel):
     """An EMA copy of `model`, updated by `update(model)` after each optimizer step.
 
@@ -55,8 +60,7 @@ class ModelEMA(AveragedModel):
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = False) -> None:
-        if not 0.0 <= decay <= 1.0:
-            raise ConfigError(f"EMA decay must be in [0, 1], got {decay}")
+        check_decay(decay)
         average = _warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
         super().__init__(model, multi_avg_fn=average, use_buffers=True)
         self.decay, self.warmup = decay, warmup
@@ -75,16 +79,17 @@ class EMA(Trick):
     """`trick=[ema]`: evaluate (and report) an exponential moving average of the weights,
     updated after every optimizer step; the trained weights are logged as `raw_*`."""
 
-    order = 90  # copy the model after weight-init tricks ran
+    stage = Stage.average  # copy the model after weight-init tricks ran
 
     def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
+        check_decay(decay)  # at build time, so the error names trick.ema.decay
         self.decay, self.warmup = decay, warmup
         self._ema: ModelEMA | None = None
 
     def setup_model(self, model: nn.Module) -> None:
         self._ema = ModelEMA(model, decay=self.decay, warmup=self.warmup)
 
-    def after_step(self, model: nn.Module) -> None:
+    def after_step(self, model: nn.Module, state: TrainState) -> None:
         self._ema.update(model)
 
     def eval_model(self) -> nn.Module:

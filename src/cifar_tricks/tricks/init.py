@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import Trick
+from .base import Stage, Trick
 
 __all__ = ["KaimingInit", "XavierInit", "kaiming_init", "xavier_init"]
 
@@ -67,7 +67,7 @@ def xavier_init(model: nn.Module) -> nn.Module:
 class KaimingInit(Trick):
     """`trick=[kaiming_init]`: re-initialise the model with `kaiming_init` before training."""
 
-    order = -10  # before anything copies the weights (EMA)
+    stage = Stage.init_weights  # before anything copies the weights (EMA)
 
     def setup_model(self, model: nn.Module) -> None:
         kaiming_init(model)
@@ -76,7 +76,7 @@ class KaimingInit(Trick):
 class XavierInit(Trick):
     """`trick=[xavier_init]`: re-initialise the model with `xavier_init` before training."""
 
-    order = -10
+    stage = Stage.init_weights
 
     def setup_model(self, model: nn.Module) -> None:
         xavier_init(model)

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..checkpoint import evaluation_weights, read_checkpoint
+from ..errors import CheckpointError
 from ..losses import SoftTargetCrossEntropy
-from ..run_folder import read_checkpoint
-from .base import Trick
+from .base import Stage, Trick
 
 __all__ = ["KDLoss", "KnowledgeDistillation", "load_teacher"]
 
@@ -41,9 +41,9 @@ class KDLoss(nn.Module):
                  base: nn.Module | None = None) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ConfigError(f"distillation temperature must be positive, got {temperature}")
+            raise ValueError(f"temperature must be positive, got {temperature}")
         if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"distillation alpha must be in [0, 1], got {alpha}")
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature = temperature
         self.alpha = alpha
@@ -79,12 +79,14 @@ class KDLoss(nn.Module):
 
 
 def load_teacher(model: nn.Module, checkpoint: str | Path) -> nn.Module:
-    """Load the weights of one of our runs into `model` and return it in eval mode.
+    """Load the weights one of our runs evaluated and reported into `model`; return it in eval
+    mode.
 
-    `checkpoint` is a run's `checkpoints/last.pt` (a dict whose "model" is the state dict), or
-    the run folder itself. `model` must be built with the same model config as that run.
-    Raises CheckpointError naming the file and the fix when it is missing, unreadable, not ours,
-    or its weights do not fit `model`.
+    `checkpoint` is a run's `checkpoints/last.pt` or the run folder itself; the weights are the
+    checkpoint's evaluation weights (the EMA's when that run averaged, `checkpoint.
+    evaluation_weights`), so the teacher is the model behind the run's reported accuracy.
+    `model` must be built with the same model config as that run. Raises CheckpointError naming
+    the file and the fix when it is missing, unreadable, not ours, or its weights do not fit.
     """
     path = Path(checkpoint)
     if path.is_dir():
@@ -93,10 +95,11 @@ def load_teacher(model: nn.Module, checkpoint: str | Path) -> nn.Module:
         raise CheckpointError(f"teacher checkpoint {path} does not exist. Point the teacher at "
                               f"the checkpoints/last.pt (or the folder) of a finished run.")
     state = read_checkpoint(path, "Point the teacher at an intact checkpoints/last.pt.")
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+    weights = evaluation_weights(state) if isinstance(state, dict) else None
+    if weights is None:
         raise CheckpointError(f"{path} is not a cifar-tricks checkpoint (no 'model' state dict). "
                               f"Point the teacher at the checkpoints/last.pt of one of our runs.")
-    problems = _state_dict_mismatch(model.state_dict(), state["model"])
+    problems = _state_dict_mismatch(model.state_dict(), weights)
     if problems:
         config = state.get("config")
         written_by = config.get("model") if isinstance(config, dict) else None
@@ -106,7 +109,7 @@ def load_teacher(model: nn.Module, checkpoint: str | Path) -> nn.Module:
             + "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more"
                                             if len(problems) > 10 else "")
             + f"\nBuild the teacher with the model config of the run that wrote it.{hint}")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     return model.eval()
 
 
@@ -129,7 +132,7 @@ class KnowledgeDistillation(Trick):
     It sees the same augmented batch as the student, in eval mode, without gradients.
     """
 
-    order = 10  # wraps the (possibly label-smoothed) cross-entropy
+    stage = Stage.wrap_loss  # wraps the (possibly label-smoothed) cross-entropy
 
     def __init__(self, teacher: str, checkpoint: str, num_classes: int,
                  temperature: float = 4.0, alpha: float = 0.9) -> None:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import ConfigError
 from ..losses import SoftTargetCrossEntropy
-from .base import Trick
+from .base import Stage, Trick
 
 __all__ = ["LabelSmoothing"]
 
 
 class LabelSmoothing(Trick):
-    order = 0  # the base loss: distillation wraps the smoothed one
+    """`trick=[label_smooth]`: the training loss on smoothed targets; evaluation is unchanged."""
+
+    stage = Stage.base_loss  # distillation wraps the smoothed loss
 
     def __init__(self, eps: float = 0.1) -> None:
         if not 0.0 <= eps < 1.0:
-            raise ConfigError(f"trick.label_smooth.eps must be in [0, 1), got {eps}")
+            raise ValueError(f"eps must be in [0, 1), got {eps}")
         self.eps = eps
 
     def wrap_criterion(self, criterion: nn.Module, model: nn.Module) -> nn.Module:
         if not isinstance(criterion, SoftTargetCrossEntropy):
-            raise ConfigError("label_smooth must act on the cross-entropy loss; list it before "
-                              "tricks that replace the loss")
+            raise TypeError(f"label smoothing replaces the plain cross-entropy, but was given "
+                            f"{type(criterion).__name__}: its stage must come first")
         return SoftTargetCrossEntropy(label_smoothing=self.eps)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from torch import nn
 from torch.optim import Optimizer
 
-from ..optim.sam import SAM
-from .base import Trick
+from ..optim.sam import SAM, check_neighbourhood
+from .base import Stage, Trick
 
 __all__ = ["SharpnessAware"]
 
@@ -19,7 +19,10 @@ class SharpnessAware(Trick):
     schedule drives the base lr; BatchNorm statistics update in the first forward only.
     """
 
+    stage = Stage.optimize
+
     def __init__(self, rho: float = 0.05, adaptive: bool = False, eta: float = 0.0) -> None:
+        check_neighbourhood(rho, eta)  # at build time, so the error names trick.sam.rho
         self.rho, self.adaptive, self.eta = rho, adaptive, eta
 
     def wrap_optimizer(self, optimizer: Optimizer, model: nn.Module) -> Optimizer:

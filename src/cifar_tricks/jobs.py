@@ -1,0 +1,122 @@
+"""What one job of `python run.py` does in its folder, for each `mode`.
+
+    train     skip it if it already finished there, resume it from its checkpoint, or train it;
+              the folder's summary.json says `running`, then `completed`/`diverged`/`failed`
+    lr_find   the learning-rate range test on the job's model, data, optimizer and tricks
+
+`run.py` is a thin `@hydra.main` shim over `main`; tests and other entry points call `train` or
+`lr_find` with a `Job` of their own.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .build import build_run, build_scheduler
+from .errors import ConfigError
+from .optim.lr_finder import find_lr, write_lr_find
+from .run_folder import RunFolder, Status, Summary
+from .train import autocast_for, fit
+
+__all__ = ["Job", "MODES", "main", "train", "lr_find", "objective"]
+
+log = logging.getLogger("cifar_tricks")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where a job runs and how it was asked for: its folder, its command-line overrides and the
+    chosen option of each config group (multi-select groups as sorted lists)."""
+
+    output_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, Any] = field(default_factory=dict)
+    skip_finished: bool = True  # an Optuna trial is never skipped: each one is new
+
+    @classmethod
+    def from_hydra(cls, cfg: DictConfig) -> Job:
+        """The job Hydra is running now (inside `@hydra.main`)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        choices = {k: v for k, v in hc.runtime.choices.items()
+                   if not k.startswith(("hydra/", "schema/")) and k != "local" and v is not None}
+        for group in ("aug", "trick"):  # multi-select groups are absent from Hydra's choices
+            choices[group] = sorted(cfg.get(group) or {})
+        is_trial = "optuna" in str(hc.sweeper.get("_target_", ""))
+        return cls(Path(hc.runtime.output_dir), list(hc.overrides.task), choices,
+                   skip_finished=not is_trial)
+
+
+def objective(summary: Summary, metric: str | None) -> float | None:
+    """The value a sweeper optimises; 0.0 for a run that produced none (diverged, failed)."""
+    if metric is None:
+        return None
+    value = summary.get(metric)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def train(cfg: DictConfig, job: Job) -> float | None:
+    """Run one training job into `job.output_dir`: skip it if it already finished there, resume
+    it if it has a checkpoint, train it otherwise. Returns the sweeper's objective."""
+    folder = RunFolder(job.output_dir)
+    if job.skip_finished and (done := folder.finished_summary(job.overrides)):
+        metric = cfg.optimized_metric or "test_acc"
+        log.info("%s already %s (%s=%s): skipping. Delete its summary.json to train it again.",
+                 job.output_dir, done.status, metric, done.get(metric))
+        return objective(done, cfg.optimized_metric)
+    previous = folder.read_summary()
+    if previous and previous.status.finished:
+        raise ConfigError(f"{job.output_dir} already holds a finished run with other overrides "
+                          f"({previous.overrides}); it is left untouched. Give this run "
+                          f"another folder (hydra.run.dir=... or hydra.sweep.dir=...).")
+    started = Summary(status=Status.running, model=job.choices.get("model"), seed=cfg.seed,
+                      overrides=job.overrides, choices=job.choices)
+    folder.write_summary(started)
+    try:
+        # refuse a checkpoint that does not fit before spending time on building
+        resume = folder.load_checkpoint(OmegaConf.to_container(cfg, resolve=True))
+        run = build_run(cfg, job.overrides, job.choices)
+        run.scheduler = build_scheduler(cfg, run)
+        summary = fit(run, folder, resume)
+    except Exception as e:  # recorded for the report, then raised: Hydra shows it, a sweep goes on
+        started.status, started.error = Status.failed, f"{type(e).__name__}: {e}"
+        folder.write_summary(started)
+        raise
+    finally:
+        if torch.cuda.is_available():  # jobs of a basic-launcher sweep share this process
+            torch.cuda.empty_cache()
+    folder.write_summary(summary)
+    log.info("%s: test_acc=%s val_acc=%s (%s)", summary.status, summary.test_acc,
+             summary.val_acc, job.output_dir)
+    return objective(summary, cfg.optimized_metric)
+
+
+def lr_find(cfg: DictConfig, job: Job) -> float:
+    """`mode=lr_find`: the learning-rate range test on this config's model, data, optimizer and
+    tricks; writes lr_find.csv / lr_find.png and returns the suggested lr."""
+    run = build_run(cfg, job.overrides, job.choices)
+    result = find_lr(run.model, run.loaders.train, run.optimizer, run.criterion,
+                     autocast=autocast_for(run.device, run.settings.precision), **cfg.lr_find)
+    table, picture = write_lr_find(result, job.output_dir)
+    stop = "stopped when the loss exploded" if result.stopped_early else "ran to the end"
+    log.info("lr finder %s after %d steps; suggested lr %.3g (%s, %s)", stop, len(result.lrs),
+             result.suggestion, table, picture)
+    print(f"suggested lr: {result.suggestion:.3g}  (optim.lr={result.suggestion:.2g})")
+    return result.suggestion
+
+
+MODES: dict[str, Callable[[DictConfig, Job], float | None]] = {"train": train, "lr_find": lr_find}
+
+
+def main(cfg: DictConfig) -> float | None:
+    """The body of `python run.py`: run the Hydra job `cfg` in the mode it asks for."""
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode={cfg.mode} is not a mode; choose one of {sorted(MODES)}")
+    return MODES[cfg.mode](cfg, Job.from_hydra(cfg))
