@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from cifar_tricks.models import create_model
 from cifar_tricks.models.vit import Attention, EncoderBlock, Mlp

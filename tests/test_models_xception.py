@@ -4,7 +4,7 @@ entry blocks 2-3 and the middle flow, not to the exit block (cifar_tricks.models
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from cifar_tricks.models.xception import MiddleFlowBlock, XceptionBlock
 

@@ -90,12 +90,12 @@ def _make_splits(train: Split, test: Split, num_classes: int, fraction: float, v
     """Hold out `val_size` stratified samples of train, then keep `fraction` of the rest."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction={fraction} is outside (0, 1]: it is the share of the "
-                         f"training set to keep, e.g. data.fraction=0.5 for the seed's half data")
+                         f"training set to keep, e.g. 0.5 for the seed's half data")
     largest = len(train) - num_classes  # leave at least one training image per class
     if val_size < 0 or val_size > max(largest, 0):
         raise ValueError(f"val_size={val_size} does not fit the {len(train)} training images "
                          f"of this dataset: choose 0 (no validation split) up to {largest}, "
-                         f"e.g. data.val_size=5000 for CIFAR")
+                         f"e.g. 5000 for CIFAR")
     val = None
     if val_size:
         val_idx, train_idx = stratified_split(train.labels, val_size, split_seed)

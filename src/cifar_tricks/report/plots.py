@@ -48,15 +48,18 @@ def plot_curves(configurations: Sequence[Configuration], path: Path) -> None:
     panels = (("test_acc", "test accuracy (%)"), ("train_loss", "train loss"))
     plotted = False
     for ax, (key, title) in zip(axes[0], panels):
+        last_epoch = 0.0
         for config in configurations:
             epochs, values = mean_curve(config.jobs, key)
             if epochs:
                 n = sum(1 for j in config.jobs if j.metrics)
                 ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
                         label=f"{config.label(axes_keys)} (n={n})")
-                plotted = True
+                plotted, last_epoch = True, max(last_epoch, epochs[-1])
+        if last_epoch:  # whole epochs on the axis, even for a run of one or two epochs
+            ax.set_xlim(0.5, last_epoch + 0.5)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(title + " (mean over seeds)")
         ax.grid(alpha=0.3)
     if plotted:
@@ -89,10 +92,14 @@ def plot_summary(configurations: Sequence[Configuration], path: Path) -> None:
         low = min(m - s for m, s in zip(means, stds))
         high = max(m + s for m, s in zip(means, stds))
         margin = max(1.0, 0.1 * (high - low))
-        ax.set_xlim(max(0.0, low - margin), min(100.0, high + margin) if high <= 100 else high)
+        left = max(0.0, low - margin)
+        ax.set_xlim(left, min(100.0, high + margin) if high <= 100 else high)
         for y, (m, s) in enumerate(zip(means, stds)):
-            ax.text(m, y, f" {m:.2f}" + (f" ± {s:.2f}" if s else ""), va="center",
-                    fontsize="small")
+            # inside the bar's left end, where no error bar or axis edge can cover it
+            ax.text(left + 0.01 * (ax.get_xlim()[1] - left), y,
+                    f"{m:.2f}" + (f" ± {s:.2f}" if s else ""), va="center", ha="left",
+                    fontsize="small", color="white", fontweight="bold", zorder=5,
+                    bbox=dict(facecolor="tab:blue", edgecolor="none", pad=1))
     else:
         ax.text(0.5, 0.5, "no completed job yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("final-epoch test accuracy (%), mean ± std over seeds")
