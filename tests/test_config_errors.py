@@ -44,10 +44,12 @@ def test_a_refused_value_names_its_key(overrides, message):
 ])
 def test_a_refused_schedule_value_names_its_key(overrides, message):
     cfg = compose_config(TINY + overrides)
-    run = build_run(cfg)
+    run = build_run(cfg, schedule=False)
     with pytest.raises(ConfigError) as err:
         build_scheduler(cfg, run)
     assert message in str(err.value)
+    with pytest.raises(ConfigError, match=message.split(" ")[0]):
+        build_run(cfg)  # the whole build refuses it too
 
 
 def test_errors_that_already_name_their_fix_pass_through_unwrapped(tmp_path):

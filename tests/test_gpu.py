@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from cifar_tricks.build import build_run, build_scheduler
+from cifar_tricks.build import build_run
 from cifar_tricks.config import Precision
 from cifar_tricks.train import autocast_for
 from conftest import TINY, compose_config, train_in_process
@@ -47,7 +47,6 @@ def test_channels_last_is_applied_to_the_trained_model(tmp_path):
 
     cfg = compose_config(TINY + CUDA + ["model=resnet20", "trainer.channels_last=true"])
     run = build_run(cfg)
-    run.scheduler = build_scheduler(cfg, run)
     fit(run, RunFolder(tmp_path))
     convs = [m.weight for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)

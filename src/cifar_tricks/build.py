@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -66,8 +66,7 @@ class Run:
     loaders: Loaders
     optimizer: torch.optim.Optimizer
     criterion: nn.Module
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    augments: list[BatchAugment] = field(default_factory=list)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # None: lr_find sets the lr
 
     @property
     def seed(self) -> int:
@@ -182,9 +181,10 @@ def build_augments(cfg: DictConfig) -> list[BatchAugment]:
 
 
 def build_run(cfg: DictConfig, overrides: Sequence[str] = (),
-              choices: dict[str, Any] | None = None) -> Run:
+              choices: dict[str, Any] | None = None, *, schedule: bool = True) -> Run:
     """Build every object of the run `cfg` describes, in order (the schedule last, on the
-    optimizer the tricks wrapped). `overrides` and `choices` are recorded, not interpreted."""
+    optimizer the tricks wrapped; `schedule=False` leaves it out, for the LR finder, which sets
+    the lr itself). `overrides` and `choices` are recorded, not interpreted."""
     check_config(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     if settings.num_threads:
@@ -204,7 +204,9 @@ def build_run(cfg: DictConfig, overrides: Sequence[str] = (),
     run = Run(config=OmegaConf.to_container(cfg, resolve=True), overrides=list(overrides),
               choices=dict(choices or {}), settings=settings, device=device, data=data,
               model=model, tricks=tricks, loaders=loaders, optimizer=optimizer,
-              criterion=criterion, augments=augments)
+              criterion=criterion)
+    if schedule:
+        run.scheduler = build_scheduler(cfg, run)
     log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",
              run.model_name, run.params / 1e6, device, data.name, len(data.train),
              len(data.val) if data.val is not None else 0, len(data.test))

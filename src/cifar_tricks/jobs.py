@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .build import build_run, build_scheduler
+from .build import build_run
 from .errors import ConfigError
 from .optim.lr_finder import find_lr, write_lr_find
 from .run_folder import RunFolder, Status, Summary
@@ -82,9 +82,7 @@ def train(cfg: DictConfig, job: Job) -> float | None:
     try:
         # refuse a checkpoint that does not fit before spending time on building
         resume = folder.load_checkpoint(OmegaConf.to_container(cfg, resolve=True))
-        run = build_run(cfg, job.overrides, job.choices)
-        run.scheduler = build_scheduler(cfg, run)
-        summary = fit(run, folder, resume)
+        summary = fit(build_run(cfg, job.overrides, job.choices), folder, resume)
     except Exception as e:  # recorded for the report, then raised: Hydra shows it, a sweep goes on
         started.status, started.error = Status.failed, f"{type(e).__name__}: {e}"
         folder.write_summary(started)
@@ -101,7 +99,7 @@ def train(cfg: DictConfig, job: Job) -> float | None:
 def lr_find(cfg: DictConfig, job: Job) -> float:
     """`mode=lr_find`: the learning-rate range test on this config's model, data, optimizer and
     tricks; writes lr_find.csv / lr_find.png and returns the suggested lr."""
-    run = build_run(cfg, job.overrides, job.choices)
+    run = build_run(cfg, job.overrides, job.choices, schedule=False)
     result = find_lr(run.model, run.loaders.train, run.optimizer, run.criterion,
                      autocast=autocast_for(run.device, run.settings.precision), **cfg.lr_find)
     table, picture = write_lr_find(result, job.output_dir)
