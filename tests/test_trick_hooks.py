@@ -151,6 +151,9 @@ def test_a_teacher_from_an_ema_run_gets_the_averaged_weights(tmp_path):
     teacher = load_teacher(create_model("resnet20", num_classes=10), tmp_path)
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, state["eval_model"][key]), key
+    # ... which are the average, not the last trained weights
+    assert any(not torch.equal(value, state["model"][key])
+               for key, value in teacher.state_dict().items())
 
 
 def test_checkpoints_from_before_eval_model_give_their_ema_weights():
