@@ -300,3 +300,41 @@ def test_a_status_this_version_does_not_know_is_reported_as_failed(tmp_path):
     assert row[header.index("status")] == "1 completed; seed=1: failed: unknown status 'exploded'"
     with open(runs / "report.csv", newline="") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["completed", "failed"]
+
+
+def test_a_seed_held_by_two_folders_is_counted_once(tmp_path, capsys):
+    """An older sweep run once without seeds and once with `seed=0,1`: the default-seed job and
+    its `seed=0` twin are one job; n counts distinct seeds, the mean uses each seed once."""
+    sweep = tmp_path / "sweep"
+    base = ["experiment=smoke", "optim.lr=0.1"]
+    make_job(sweep, base, completed(70.0, 70.0, 90.0, 60.0, 0))  # no seed override: seed 0
+    make_job(sweep, [*base, "seed=0"], completed(70.0, 70.0, 90.0, 60.0, 0))
+    make_job(sweep, [*base, "seed=1"], completed(80.0, 80.0, 90.0, 60.0, 1))
+    make_job(sweep, ["experiment=smoke", "optim.lr=0.2"], completed(50.0, 50.0, 90.0, 60.0, 0))
+    assert main([str(sweep)]) == 0
+    text = (sweep / "report.md").read_text()
+    header, rows = table(text, "optim.lr")
+    assert rows["0.1"][header.index("n")] == "2"
+    assert rows["0.1"][header.index("test acc")] == "75.00 ± 7.07"  # (70, 80), not (70, 70, 80)
+    assert "3 jobs in 2 configurations: 3 completed." in text
+    assert "counted once already" in text and "`experiment=smoke,optim.lr=0.1,seed=0`" in text
+    with open(sweep / "report.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 3
+
+
+def test_report_axes_show_values_a_job_did_not_have_to_override(tmp_path):
+    """Canonical job overrides leave out what an experiment sets anyway (lr 0.02 of smoke):
+    the table shows the job's value from its .hydra/config.yaml, not a gap."""
+    sweep = tmp_path / "sweep"
+    explicit = make_job(sweep, ["experiment=smoke", "optim.lr=0.01"],
+                        {**completed(60.0, 60.0, 90.0, 50.0, 0), "job_key": "a",
+                         "job_overrides": ["experiment=smoke", "optim.lr=0.01"]})
+    implicit = make_job(sweep, ["experiment=smoke", "optim.lr=0.02"],
+                        {**completed(65.0, 65.0, 90.0, 50.0, 0), "job_key": "b",
+                         "job_overrides": ["experiment=smoke"]})
+    for folder, lr in ((explicit, 0.01), (implicit, 0.02)):
+        (folder / ".hydra" / "config.yaml").write_text(f"optim:\n  lr: {lr}\n")
+    assert main([str(sweep)]) == 0
+    header, rows = table((sweep / "report.md").read_text(), "optim.lr")
+    assert sorted(rows) == ["0.01", "0.02"]
+    assert rows["0.02"][header.index("test acc")] == "65.00"

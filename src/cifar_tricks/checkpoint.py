@@ -6,7 +6,7 @@ and read back.
                  else the trained ones (the same tensors, which torch.save stores once)
     optimizer, scheduler, tricks (one entry per `trick` config name), rng, epoch,
     history      every metrics row so far (metrics.csv is rewritten from it)
-    config       the resolved config (a resume must match it, up to RESUMABLE_KEYS)
+    config       the resolved config (a resume must match it, up to identity.NON_RESULT_KEYS)
     overrides    the job's command-line overrides, for the error messages
 
 Every reader of weights (resume, a KD teacher, evaluation, export) goes through this module, so
@@ -16,25 +16,21 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .identity import config_differences
 
 if TYPE_CHECKING:
     from .build import Run
 
-__all__ = ["RESUMABLE_KEYS", "make_checkpoint", "restore", "read_checkpoint", "check_resumable",
-           "evaluation_weights", "config_differences"]
+__all__ = ["make_checkpoint", "restore", "read_checkpoint", "check_resumable",
+           "evaluation_weights"]
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "config", "history", "rng")
-
-# Settings that may change between a run and its resumption without changing its result.
-RESUMABLE_KEYS = ("trainer.device", "trainer.progress", "trainer.log_every", "trainer.compile",
-                  "trainer.eval_batch_size", "trainer.limit_eval_batches", "data.root",
-                  "data.download")
 
 
 def rng_state() -> dict[str, Any]:
@@ -78,24 +74,6 @@ def read_checkpoint(path: Path, fix: str) -> Any:
     except Exception as e:
         raise CheckpointError(f"cannot read the checkpoint {path} ({type(e).__name__}: {e}). "
                               f"{fix}") from e
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
-def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_KEYS) -> list[str]:
-    """`key: old -> new` for every setting that differs, ignoring the resumable ones."""
-    a, b = _flatten(old), _flatten(new)
-    skip = tuple(ignore)
-    return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
-            for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) and not k.startswith(skip)]
 
 
 def check_resumable(state: Any, path: Path, config: dict, fix: str) -> dict[str, Any]:

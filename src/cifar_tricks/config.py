@@ -18,7 +18,8 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 
 __all__ = ["CONFIG_DIR", "TrainerConfig", "ImageDataConfig", "CifarConfig", "SyntheticConfig",
-           "Precision", "Progress", "SETTINGS_TABLES", "register", "compose", "settings_table"]
+           "Precision", "Progress", "SETTINGS_TABLES", "register", "compose", "is_config_group",
+           "settings_table"]
 
 # conf/ of the source tree (the package is installed editable from it, as the README says)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -123,15 +124,24 @@ def register() -> None:
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """The config `python run.py <overrides>` would run (Hydra's compose API, outside a job)."""
+    """The config `python run.py <overrides>` would run (Hydra's compose API), inside a running
+    Hydra app (a job naming its folder) as well as outside one (tests, the preview)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    if GlobalHydra.instance().is_initialized():  # inside run.py: its search path is conf/
+        return hydra_compose(config_name="config", overrides=list(overrides))
     if not CONFIG_DIR.is_dir():
         raise FileNotFoundError(f"no config folder at {CONFIG_DIR}: install cifar-tricks from "
                                 f"its source tree (pip install -e .)")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def is_config_group(key: str) -> bool:
+    """Whether `key` (`model`, `aug`, `ablation/rows/shake_tricks`) names a config group."""
+    return (CONFIG_DIR / key).is_dir()
 
 
 def settings_table(schema: type, group: str) -> str:

@@ -15,3 +15,12 @@ class DatasetNotFoundError(CifarTricksError, FileNotFoundError):
 
 class CheckpointError(CifarTricksError, RuntimeError):
     """A checkpoint cannot be used to resume this run; it is left untouched."""
+
+
+class FolderBusyError(CifarTricksError, RuntimeError):
+    """Another live process is writing into the run folder; nothing was touched."""
+
+
+class DiskFullError(CifarTricksError, OSError):
+    """A file could not be written for lack of space (or over a file-size limit); the previous
+    version of the file is intact."""

@@ -1,27 +1,40 @@
 """OmegaConf resolvers used by conf/: job folder names and the Optuna storage URL."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+from typing import Sequence
 
 from omegaconf import OmegaConf
 
 __all__ = ["job_dir", "sqlite_storage", "register_resolvers"]
 
-MAX_DIR_NAME = 120
 
+def job_dir(overrides: Sequence[str], sweep_dir: str) -> str:
+    """The folder of a sweep job, named by what makes the job (`identity.job_overrides`), so a
+    rerun finds it whatever the spelling of its command line.
 
-def job_dir(override_dirname: str) -> str:
-    """A folder name that is a function of the job's overrides alone.
-
-    Hydra's `override_dirname` is already sorted; slashes (paths in values) would nest folders
-    and long names exceed file-system limits, so those are replaced and hashed.
+    When Hydra is about to run the job (it resolves this just before it creates the folder and
+    writes into it), the folder is also claimed for this process (`run_folder.claim`): a second
+    sweep writing the same job is refused before it touches anything.
     """
-    name = override_dirname.replace("/", "_") or "defaults"
-    if len(name) > MAX_DIR_NAME:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-        name = f"{name[:MAX_DIR_NAME - 11]}_{digest}"
+    from .identity import folder_name, job_overrides
+
+    name = folder_name(job_overrides(list(overrides)))
+    if _about_to_run_a_sweep_job():
+        from .run_folder import claim
+
+        claim(Path(sweep_dir) / name)
     return name
+
+
+def _about_to_run_a_sweep_job() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN and hydra.job.get("num") is not None
 
 
 def sqlite_storage(folder: str) -> str:

@@ -9,19 +9,24 @@
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_run
 from .errors import ConfigError
+from .identity import MULTI_SELECT_GROUPS, job_key, job_overrides
 from .optim.lr_finder import find_lr, write_lr_find
-from .run_folder import RunFolder, Status, Summary
+from .run_folder import RunFolder, Status, Summary, claimed
 from .train import autocast_for, fit
 
 __all__ = ["Job", "MODES", "main", "train", "lr_find", "objective"]
@@ -47,9 +52,9 @@ class Job:
         hc = HydraConfig.get()
         choices = {k: v for k, v in hc.runtime.choices.items()
                    if not k.startswith(("hydra/", "schema/")) and k != "local" and v is not None}
-        for group in ("aug", "trick"):  # multi-select groups are absent from Hydra's choices
+        for group in MULTI_SELECT_GROUPS:  # absent from Hydra's choices
             choices[group] = sorted(cfg.get(group) or {})
-        is_trial = "optuna" in str(hc.sweeper.get("_target_", ""))
+        is_trial = "optuna" in str(hc.sweeper.get("_target_", "")).lower()
         return cls(Path(hc.runtime.output_dir), list(hc.overrides.task), choices,
                    skip_finished=not is_trial)
 
@@ -64,36 +69,83 @@ def objective(summary: Summary, metric: str | None) -> float | None:
 
 def train(cfg: DictConfig, job: Job) -> float | None:
     """Run one training job into `job.output_dir`: skip it if it already finished there, resume
-    it if it has a checkpoint, train it otherwise. Returns the sweeper's objective."""
+    it if it has a checkpoint, train it otherwise. Returns the sweeper's objective.
+
+    The job holds the folder's lock throughout (a second writer is refused before anything is
+    read or written); a folder holding another job's finished run or checkpoint is refused and
+    left untouched. SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption) stop it with status
+    `interrupted`, the last checkpoint kept for a rerun to resume; the exception is re-raised.
+    """
     folder = RunFolder(job.output_dir)
-    if job.skip_finished and (done := folder.finished_summary(job.overrides)):
-        metric = cfg.optimized_metric or "test_acc"
-        log.info("%s already %s (%s=%s): skipping. Delete its summary.json to train it again.",
-                 job.output_dir, done.status, metric, done.get(metric))
-        return objective(done, cfg.optimized_metric)
-    previous = folder.read_summary()
-    if previous and previous.status.finished:
-        raise ConfigError(f"{job.output_dir} already holds a finished run with other overrides "
-                          f"({previous.overrides}); it is left untouched. Give this run "
-                          f"another folder (hydra.run.dir=... or hydra.sweep.dir=...).")
-    started = Summary(status=Status.running, model=job.choices.get("model"), seed=cfg.seed,
-                      overrides=job.overrides, choices=job.choices)
-    folder.write_summary(started)
-    try:
-        # refuse a checkpoint that does not fit before spending time on building
-        resume = folder.load_checkpoint(OmegaConf.to_container(cfg, resolve=True))
-        summary = fit(build_run(cfg, job.overrides, job.choices), folder, resume)
-    except Exception as e:  # recorded for the report, then raised: Hydra shows it, a sweep goes on
-        started.status, started.error = Status.failed, f"{type(e).__name__}: {e}"
+    config = OmegaConf.to_container(cfg, resolve=True)
+    key = job_key(config)
+    with claimed(folder.path):
+        previous = folder.read_summary()
+        if previous and previous.status.finished:
+            if _same_job(previous, key, job.overrides) and job.skip_finished:
+                metric = cfg.optimized_metric or "test_acc"
+                log.info("%s already %s (%s=%s): skipping. Delete its summary.json to train it "
+                         "again.", job.output_dir, previous.status, metric, previous.get(metric))
+                return objective(previous, cfg.optimized_metric)
+            raise ConfigError(
+                f"{job.output_dir} already holds a finished run of another job "
+                f"({previous.job_overrides or previous.overrides}); it is left untouched. Give "
+                f"this run another folder (hydra.run.dir=... or hydra.sweep.dir=...).")
+        # refuse a checkpoint of another configuration before writing or building anything
+        resume = folder.load_checkpoint(config)
+        started = Summary(status=Status.running, model=job.choices.get("model"), seed=cfg.seed,
+                          overrides=job.overrides, job_key=key,
+                          job_overrides=job_overrides(job.overrides), choices=job.choices)
         folder.write_summary(started)
-        raise
-    finally:
-        if torch.cuda.is_available():  # jobs of a basic-launcher sweep share this process
-            torch.cuda.empty_cache()
-    folder.write_summary(summary)
+        try:
+            with _sigterm_interrupts():
+                summary = fit(build_run(cfg, job.overrides, job.choices), folder, resume)
+        except KeyboardInterrupt as stop:  # SIGINT or SIGTERM: say so, keep the checkpoint
+            reached = getattr(stop, "summary", None) or started
+            reached.status = Status.interrupted
+            folder.write_summary(dataclasses.replace(reached, job_key=key,
+                                                     job_overrides=started.job_overrides))
+            log.warning("%s: interrupted after %s epochs; rerun the same command to resume "
+                        "from its last checkpoint", job.output_dir, reached.epochs or 0)
+            raise
+        except Exception as e:  # recorded for the report, then raised: a sweep goes on
+            started.status, started.error = Status.failed, f"{type(e).__name__}: {e}"
+            folder.write_summary(started)
+            raise
+        finally:
+            if torch.cuda.is_available():  # jobs of a basic-launcher sweep share this process
+                torch.cuda.empty_cache()
+        summary.job_key, summary.job_overrides = key, started.job_overrides
+        folder.write_summary(summary)
     log.info("%s: test_acc=%s val_acc=%s (%s)", summary.status, summary.test_acc,
              summary.val_acc, job.output_dir)
     return objective(summary, cfg.optimized_metric)
+
+
+def _same_job(summary: Summary, key: str, overrides: list[str]) -> bool:
+    """Whether a folder's summary is of this job: the same identity, or, for summaries written
+    before jobs had identities, the same command-line overrides."""
+    if summary.job_key is not None:
+        return summary.job_key == key
+    return sorted(summary.overrides) == sorted(overrides)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread for the block, as SIGINT does, so a
+    preempted job records where it stopped; elsewhere (a worker thread) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def lr_find(cfg: DictConfig, job: Job) -> float:

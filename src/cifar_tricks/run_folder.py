@@ -2,31 +2,45 @@
 
 `Status` and `Summary` are the schema of `summary.json`: the trainer writes a `Summary`, the
 report reads one back (`Summary.from_dict`), so a field or a status exists in exactly one place.
-Every write is atomic (write a temporary file, then rename), so a run killed at any instant
-leaves either the old file or the new one, never half of one.
+
+One writer per folder: a run holds an exclusive OS lock (`flock` on `<folder>/.lock`) for its
+whole life (`claim`); the kernel releases it when the process dies, so a SIGKILL leaves no stale
+lock, and a second process is refused at once, naming the holder.
+
+Every write is atomic (a temporary file of this process, then a rename), so a run killed at any
+instant leaves either the old file or the new one, never half of one; a write that fails (a full
+disk) removes its temporary file and leaves the old file intact.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import errno
+import fcntl
 import io
 import json
 import math
 import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["RunFolder", "Status", "Summary"]
+from .errors import DiskFullError, FolderBusyError
+
+__all__ = ["RunFolder", "Status", "Summary", "claim", "release"]
 
 
 class Status(str, Enum):
     """Where a job stands. A finished job is skipped when its sweep is rerun; others resume."""
 
-    running = "running"  # started (or killed before it could say otherwise)
+    running = "running"  # started (or killed by SIGKILL before it could say otherwise)
     completed = "completed"  # trained every epoch
     diverged = "diverged"  # the training loss became NaN/inf; the last good checkpoint is kept
+    interrupted = "interrupted"  # stopped by SIGINT/SIGTERM; resumes from its last checkpoint
     failed = "failed"  # raised an error, recorded in `Summary.error`
 
     @property
@@ -65,6 +79,10 @@ class Summary:
     device: str | None = None
     seed: int | None = None
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
+    # what makes the job (identity.py): a digest of its identity, and the overrides that change
+    # it, spelled one way; None / [] in summaries written before jobs had identities
+    job_key: str | None = None
+    job_overrides: list[str] = field(default_factory=list)
     choices: dict[str, Any] = field(default_factory=dict)  # chosen option of each group
     error: str | None = None  # `Type: message` of a failed job
     extra: dict[str, Any] = field(default_factory=dict)
@@ -102,13 +120,40 @@ class Summary:
         return self.extra.get(key)
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _no_space(error: BaseException) -> OSError | None:
+    """The out-of-space OSError behind `error`, if any (torch.save wraps it in a RuntimeError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _atomic_write(path: Path, write: Any, binary: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb" if binary else "w", newline=None if binary else "") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write through `write(file)` into a temporary file of this process, then rename it over
+    `path`; on any failure the temporary file is removed and `path` is left as it was."""
+    # unique to this process and call, so concurrent writers never share one; created with the
+    # permissions of any other file (mkstemp's would be private)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if (full := _no_space(e)) is not None:
+            raise DiskFullError(full.errno, f"cannot write {path}: {full.strerror} (the disk "
+                                f"holding {path.parent} is full, or a file-size limit is "
+                                f"reached); the previous {path.name} is intact") from e
+        raise
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -186,3 +231,49 @@ class RunFolder:
         from .checkpoint import check_resumable, read_checkpoint
 
         return check_resumable(read_checkpoint(path, fix), path, config, fix)
+
+
+# ------------------------------------------------------------------------------------ one writer
+
+_HELD: dict[Path, int] = {}  # folder -> the open lock file of this process
+
+
+def claim(folder: str | Path) -> Path:
+    """Take the folder's exclusive lock for this process (creating the folder), or raise
+    FolderBusyError naming the live process that holds it. Claiming a folder this process
+    already holds does nothing; the lock lasts until `release` or the process's end."""
+    folder = Path(folder).resolve()
+    if folder in _HELD:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise FolderBusyError(
+            f"{folder} is being written by another process ({holder}); this run was refused and "
+            f"touched nothing there. Wait for it to finish, or give this run another folder "
+            f"(hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep).") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    _HELD[folder] = fd
+    return folder
+
+
+def release(folder: str | Path) -> None:
+    """Give the folder's lock back (the lock file stays: removing it would race a claimer)."""
+    fd = _HELD.pop(Path(folder).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claimed(folder: str | Path) -> Iterator[Path]:
+    """The folder, claimed for the block."""
+    path = claim(folder)
+    try:
+        yield path
+    finally:
+        release(path)

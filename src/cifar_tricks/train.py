@@ -193,6 +193,9 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
                 folder.save_checkpoint(make_checkpoint(run, epoch, history))
             folder.write_metrics(history)
         run.tricks.on_fit_end(run.model, state)
+    except KeyboardInterrupt as stop:  # the caller records where it stopped
+        stop.summary = _summary(Status.interrupted, history, run)
+        raise
     finally:
         writer.close()
     return _summary(status, history, run)

@@ -124,6 +124,7 @@ COLUMNS: list[Column] = [
     Column("model", md=False),
     Column("device", md=False),
     Column("error", md=False),
+    Column("job_key", md=False),  # the job's identity: equal keys are the same job
 ]
 
 

@@ -3,6 +3,9 @@
 
 A folder is a job when it holds a `summary.json` or a `.hydra/overrides.yaml`; one without a
 summary yet (or with an unreadable one) is a running job, so a sweep can be reported while it runs.
+A job's overrides are the ones that make it (`Summary.job_overrides`, spelled one way), so
+`data.root=...` is no axis and a default `seed=0` no configuration of its own; a configuration
+counts each seed once, however many folders hold it.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from ..identity import MULTI_SELECT_GROUPS, render_value
 from ..run_folder import RunFolder, Status, Summary
 from .stats import finite, short_value
 
@@ -52,6 +56,31 @@ class Job:
     def get(self, key: str) -> Any:
         """A summary value by name (known field or unknown key), None when missing."""
         return self.summary.get(key) if self.summary is not None else None
+
+    def setting(self, key: str) -> str | None:
+        """The job's value of a setting it did not override (a value its experiment sets, or
+        the default): from its .hydra/config.yaml, or its summary's group choices."""
+        if key in self.overrides:
+            return self.overrides[key]
+        if key == SEED_KEY:
+            return self.seed
+        node: Any = self._config()
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            node = (self.get("choices") or {}).get(key)
+        if key in MULTI_SELECT_GROUPS and isinstance(node, dict):
+            node = list(node)  # a multi-select group is chosen as the list of its entries
+        return None if node is None else render_value(node)
+
+    def _config(self) -> dict:
+        if not hasattr(self, "_config_cache"):
+            try:
+                loaded = yaml.safe_load((self.path / ".hydra" / "config.yaml").read_text())
+            except (OSError, yaml.YAMLError):
+                loaded = None
+            self._config_cache = loaded if isinstance(loaded, dict) else {}
+        return self._config_cache
 
     @property
     def epochs_done(self) -> int:
@@ -94,11 +123,15 @@ class Configuration:
     """The jobs that differ only in their seed."""
 
     key: tuple[tuple[str, str], ...]
-    jobs: list[Job]
+    jobs: list[Job]  # one per seed
+    duplicates: list[Job] = field(default_factory=list)  # other folders of the same seeds
+    # values of settings other configurations override and this one does not (so the table
+    # shows lr 0.02 where an experiment sets it, not a gap)
+    filled: dict[str, str] = field(default_factory=dict)
 
     @property
     def overrides(self) -> dict[str, str]:
-        return dict(self.key)
+        return {**dict(self.key), **self.filled}
 
     @property
     def completed(self) -> list[Job]:
@@ -117,10 +150,13 @@ def _parse_override(text: str) -> tuple[str, str]:
 
 
 def _read_overrides(folder: Path, summary: Summary | None) -> dict[str, str]:
-    """Hydra's record of the job's overrides, else the summary's copy (a folder without .hydra)."""
+    """The overrides that make the job (summaries since jobs have identities), else Hydra's
+    record of the command line, else the summary's copy of it (a folder without .hydra)."""
     path = folder / ".hydra" / "overrides.yaml"
     items: Iterable[str] = []
-    if path.is_file():
+    if summary is not None and summary.job_key is not None:
+        items = summary.job_overrides
+    elif path.is_file():
         try:
             items = yaml.safe_load(path.read_text()) or []
         except yaml.YAMLError:
@@ -178,14 +214,47 @@ def find_axes(configurations: Sequence[Configuration]) -> tuple[list[str], dict[
     return axes, constant
 
 
+# which folder stands for a seed held by several: a finished run before an unfinished one
+_STATUS_RANK = {Status.completed: 0, Status.diverged: 1, Status.interrupted: 2,
+                Status.running: 3, Status.failed: 4}
+
+
+def _one_per_seed(jobs: Sequence[Job]) -> tuple[list[Job], list[Job]]:
+    """(one job per seed, the other folders of those seeds): jobs of one configuration with the
+    same seed are the same job; the most finished one counts, the newest among equals."""
+    by_seed: dict[str | None, list[Job]] = {}
+    for job in jobs:
+        by_seed.setdefault(job.seed, []).append(job)
+    kept, duplicates = [], []
+    for same in by_seed.values():
+        same.sort(key=lambda j: (_STATUS_RANK[j.status], -_modified(j)))
+        kept.append(same[0])
+        duplicates += same[1:]
+    return kept, duplicates
+
+
+def _modified(job: Job) -> float:
+    try:
+        return (job.path / "summary.json").stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def group_by_configuration(jobs: Sequence[Job]) -> list[Configuration]:
     """One Configuration per distinct override set minus the seed, sorted by the swept axes
-    (numbers numerically); within one, jobs are sorted by seed."""
+    (numbers numerically); within one, one job per seed, sorted by seed."""
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
         groups.setdefault(job.config_key, []).append(job)
-    configurations = [Configuration(key, sorted(js, key=lambda j: _sort_value(j.seed)))
-                      for key, js in groups.items()]
+    configurations = []
+    for key, same_configuration in groups.items():
+        kept, duplicates = _one_per_seed(same_configuration)
+        configurations.append(Configuration(key, sorted(kept, key=lambda j: _sort_value(j.seed)),
+                                            duplicates))
+    keys = list(dict.fromkeys(k for c in configurations for k, _ in c.key))
+    for c in configurations:
+        c.filled = {k: v for k in keys if k not in dict(c.key)
+                    if (v := c.jobs[0].setting(k)) is not None}
     axes, _ = find_axes(configurations)
     configurations.sort(key=lambda c: [_sort_value(c.overrides.get(a)) for a in axes])
     return configurations

@@ -92,6 +92,8 @@ def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | 
     configurations = list(configurations or group_by_configuration(jobs))
     columns = report_columns() if columns is None else list(columns)
     axes, constant = find_axes(configurations)
+    duplicates = [(d, c) for c in configurations for d in c.duplicates]
+    jobs = [j for c in configurations for j in c.jobs]  # each job once
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job.status.value] = counts.get(job.status.value, 0) + 1
@@ -112,6 +114,13 @@ def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | 
             error = job.get("error") if job.status is Status.failed else None
             lines.append(f"- `{job.path.name}`: {job.status.value}"
                          + (md_cell(f": {error}") if error else ""))
+    if duplicates:
+        lines += ["", "Folders holding a job counted once already (same configuration and seed; "
+                  "the most finished, newest one is reported):", ""]
+        for job, configuration in duplicates:
+            counted = next(j for j in configuration.jobs if j.seed == job.seed)
+            lines.append(f"- `{job.path.name}` ({job.status.value}): the job of "
+                         f"`{counted.path.name}`")
     return "\n".join(lines)
 
 
@@ -129,10 +138,13 @@ def csv_extra_keys(jobs: Sequence[Job], columns: Sequence[Column]) -> list[str]:
 
 def write_csv(jobs: Sequence[Job], configurations: Sequence[Configuration], path: Path,
               columns: Sequence[Column] | None = None) -> None:
-    """One row per job: folder, configuration label, every override, status, each column's value
-    and every other scalar summary key. `columns` defaults to the report's column list."""
+    """One row per job (each counted once): folder, configuration label, every override,
+    status, each column's value and every other scalar summary key. `columns` defaults to the
+    report's column list."""
     columns = [c for c in (report_columns() if columns is None else columns) if c.csv]
     axes, _ = find_axes(configurations)
+    counted = {id(j) for c in configurations for j in c.jobs}
+    jobs = [j for j in jobs if id(j) in counted]  # a folder repeating a counted job is left out
     override_keys = list(dict.fromkeys([*axes, SEED_KEY,
                                         *(k for j in jobs for k in j.overrides)]))
     extra = csv_extra_keys(jobs, columns)

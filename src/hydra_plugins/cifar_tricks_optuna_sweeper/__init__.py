@@ -1,0 +1,1 @@
+"""cifar-tricks' Optuna sweeper, a Hydra plugin (Hydra loads sweepers from `hydra_plugins`)."""
