@@ -90,7 +90,16 @@ class Search(OptunaSweeperImpl):
         for trial in trials:
             self._reseed(trial)
             trial.set_system_attr(OWNER, {"host": socket.gethostname(), "pid": os.getpid()})
-            (trial_overrides,) = super()._configure_trials([trial], search_space, fixed_params)
+            try:
+                (trial_overrides,) = super()._configure_trials([trial], search_space,
+                                                               fixed_params)
+            except ValueError as e:  # e.g. a parameter's distribution differs from the study's
+                for asked in trials:
+                    asked.study.tell(asked, state=TrialState.FAIL)
+                raise SearchFailedError(
+                    f"cannot sample trial {trial.number} of study {self.study_name}: {e}. A "
+                    f"study keeps each parameter's distribution: search another space under "
+                    f"another hydra.sweeper.study_name.") from e
             overrides.append((*trial_overrides,
                               f"hydra.sweep.subdir={trial_folder(trial.number)}"))
         return overrides
