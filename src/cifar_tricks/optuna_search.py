@@ -97,7 +97,8 @@ class Search(OptunaSweeperImpl):
                 for asked in trials:
                     asked.study.tell(asked, state=TrialState.FAIL)
                 raise SearchFailedError(
-                    f"cannot sample trial {trial.number} of study {self.study_name}: {e}. A "
+                    f"cannot sample trial {trial.number} of study {self.study_name}: "
+                    f"{str(e).rstrip('.')}. A "
                     f"study keeps each parameter's distribution: search another space under "
                     f"another hydra.sweeper.study_name.") from e
             overrides.append((*trial_overrides,
