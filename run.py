@@ -9,6 +9,8 @@
 Everything happens in the package (`cifar_tricks.jobs.main`); this file only points Hydra at
 `conf/`. Importing `cifar_tricks` registers the config schemas and resolvers.
 """
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -21,4 +23,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    jobs.check_command_line(sys.argv[1:])
     main()

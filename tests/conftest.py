@@ -1,10 +1,13 @@
 """Shared fixtures: compose the real configs, write tiny CIFAR folders, run the real CLI."""
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,27 +44,39 @@ def run_cli(*args: str, timeout: int = 300, check: bool = True) -> subprocess.Co
     return proc
 
 
-def write_fake_cifar(root: Path, name: str = "cifar10", n_train: int = 50, n_test: int = 20,
-                     num_classes: int = 10, seed: int = 0) -> dict:
-    """A CIFAR folder in the official python-pickle layout, with random pixels."""
-    rng = np.random.default_rng(seed)
-    if name == "cifar10":
-        folder, train_files, test_files, key = "cifar-10-batches-py", \
-            [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
-    else:
-        folder, train_files, test_files, key = \
-            "cifar-100-python", ["train"], ["test"], b"fine_labels"
+CIFAR_LAYOUT = {  # name: (folder, train files, test files, label key, classes)
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                b"labels", 10),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
+}
+_FAKE_CIFAR: dict[tuple[str, int], tuple[Path, dict]] = {}  # written once per test session
+
+
+def write_fake_cifar(root: Path, name: str = "cifar10", seed: int = 0) -> dict:
+    """A CIFAR folder in the official python-pickle layout, as big as the release (50,000 train
+    and 10,000 test images) with random pixels and labels. The files are written once per session
+    and linked into `root/<folder>/`: a test that alters one must replace its link, not write
+    through it. Returns {file name: (data, labels)}."""
+    folder, train_files, test_files, key, num_classes = CIFAR_LAYOUT[name]
+    if (name, seed) not in _FAKE_CIFAR:
+        rng = np.random.default_rng(seed)
+        source = Path(tempfile.mkdtemp(prefix=f"fake_{name}_")) / folder
+        atexit.register(shutil.rmtree, source.parent, True)
+        source.mkdir()
+        arrays = {}
+        for files, n in ((train_files, 50_000), (test_files, 10_000)):
+            for f in files:
+                data = rng.integers(0, 256, (n // len(files), 3072), dtype=np.uint8)
+                labels = [int(x) for x in rng.integers(0, num_classes, len(data))]
+                with open(source / f, "wb") as fh:
+                    pickle.dump({b"data": data, key: labels}, fh)
+                arrays[f] = (data, labels)
+        _FAKE_CIFAR[name, seed] = source, arrays
+    source, arrays = _FAKE_CIFAR[name, seed]
     out = root / folder
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for files, n in ((train_files, n_train), (test_files, n_test)):
-        per_file = n // len(files)
-        for f in files:
-            data = rng.integers(0, 256, (per_file, 3072), dtype=np.uint8)
-            labels = [int(x) for x in rng.integers(0, num_classes, per_file)]
-            with open(out / f, "wb") as fh:
-                pickle.dump({b"data": data, key: labels}, fh)
-            arrays[f] = (data, labels)
+    for f in train_files + test_files:
+        (out / f).symlink_to(source / f)
     return arrays
 
 
@@ -80,7 +95,7 @@ def one_thread():
 @pytest.fixture
 def fake_cifar(tmp_path: Path) -> Path:
     write_fake_cifar(tmp_path, "cifar10")
-    write_fake_cifar(tmp_path, "cifar100", n_train=300, num_classes=100)
+    write_fake_cifar(tmp_path, "cifar100")
     return tmp_path
 
 

@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from cifar_tricks.validate import validate
 from conftest import CONF, compose_config, run_cli
 
 # Rows of each seed README table (see the comment at the top of each ablation file).
@@ -58,6 +59,7 @@ def test_ablation_grid_has_the_seed_tables_rows_and_every_row_composes(name):
     for job in jobs:
         cfg = compose_config([f"ablation={name}", *job])
         assert cfg.trainer.epochs in (200, 300)
+        validate(cfg)  # every setting of every row is one a run accepts
         assert cfg.trainer.batch_size in (64, 128)
 
 

@@ -12,7 +12,7 @@ from conftest import TINY, compose_config
 @pytest.mark.parametrize("overrides, message", [
     (["aug=[cutmix]", "aug.cutmix.alpha=-1"], "aug.cutmix.alpha must be positive, got -1"),
     (["aug=[cutmix]", "aug.cutmix.prob=2"], "aug.cutmix.prob must be in [0, 1], got 2"),
-    (["aug=[cutout]", "aug.cutout.size=0"], "aug.cutout.size must be a positive number"),
+    (["aug=[cutout]", "aug.cutout.size=0"], "aug.cutout.size must be a positive whole number"),
     (["aug=[mixup]", "aug.mixup.alpha=0"], "aug.mixup.alpha must be positive"),
     (["aug=[ricap]", "aug.ricap.beta=-1"], "aug.ricap.beta must be positive"),
     (["aug=[random_erase]", "aug.random_erase.p=1.5"], "aug.random_erase.p must be in [0, 1]"),
@@ -39,7 +39,7 @@ def test_a_refused_value_names_its_key(overrides, message):
      "sched.warmup_epochs=3 must be at least 0 and less than the run's epochs "
      "(trainer.epochs=2)"),
     (["sched=step", "sched.step_size=0"], "sched.step_size must be at least 1 epoch, got 0"),
-    (["sched=warmup", "sched.warmup_epochs=5", "sched.milestones=[2]"],
+    (["sched=warmup", "sched.warmup_epochs=5", "sched.milestones=[2]", "trainer.epochs=10"],
      "sched.milestones [2] must not precede the end of the warmup"),
 ])
 def test_a_refused_schedule_value_names_its_key(overrides, message):

@@ -28,19 +28,19 @@ def indexed_split(n: int, h: int = 8) -> Split:
 # ------------------------------------------------------------------------------- CIFAR files
 
 def test_cifar_pickles_are_read_channel_first_with_their_labels(tmp_path):
-    arrays = write_fake_cifar(tmp_path, "cifar10", n_train=50, n_test=20)
+    arrays = write_fake_cifar(tmp_path, "cifar10")
     data = cifar10(str(tmp_path), num_classes=10, **STATS)
     raw, labels = arrays["data_batch_1"]
     # the official layout: 1024 red bytes, then green, then blue, each row-major 32x32
     assert torch.equal(data.train.images[0, 0].flatten(), torch.from_numpy(raw[0, :1024]))
     assert torch.equal(data.train.images[0, 2, 31], torch.from_numpy(raw[0, 3072 - 32:]))
-    assert data.train.labels[:10].tolist() == labels
-    assert len(data.train) == 50 and len(data.test) == 20 and data.val is None
+    assert data.train.labels[:len(labels)].tolist() == labels
+    assert len(data.train) == 50_000 and len(data.test) == 10_000 and data.val is None
     assert data.train.images.dtype == torch.uint8
 
 
 def test_cifar100_reads_fine_labels(tmp_path):
-    arrays = write_fake_cifar(tmp_path, "cifar100", n_train=300, n_test=100, num_classes=100)
+    arrays = write_fake_cifar(tmp_path, "cifar100")
     data = cifar100(str(tmp_path), num_classes=100, **STATS)
     assert data.train.labels.tolist() == arrays["train"][1]
     assert data.num_classes == 100
@@ -70,7 +70,7 @@ def test_failed_download_says_why_and_where_to_put_the_files(tmp_path, monkeypat
 def test_a_reencoded_copy_with_other_bytes_loads(tmp_path):
     # No md5 check: any files in the right layout load (the shared JPEG copy has other bytes).
     write_fake_cifar(tmp_path, "cifar10", seed=1)
-    assert len(cifar10(str(tmp_path), num_classes=10, **STATS).train) == 50
+    assert len(cifar10(str(tmp_path), num_classes=10, **STATS).train) == 50_000
 
 
 # ------------------------------------------------------------------------------- splits

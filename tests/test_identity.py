@@ -67,6 +67,10 @@ def test_folder_names_are_flat_and_short():
     assert folder_name(["data.root=/a/b", "seed=1"]) == "data.root=_a_b,seed=1"
     long = folder_name([f"k{i}=v" for i in range(60)])
     assert len(long) == 120 and long != folder_name([f"k{i}=v" for i in range(61)])
+    # file systems limit bytes: a non-Latin value is cut by its UTF-8 length, on a character
+    cyrillic = folder_name(["model.note=" + "ж" * 100])  # 2 bytes a letter
+    assert len(cyrillic.encode()) <= 120 and cyrillic.startswith("model.note=жж")
+    assert cyrillic.encode().decode() == cyrillic
 
 
 def test_resuming_ignores_exactly_the_non_result_settings():
@@ -90,7 +94,7 @@ def test_a_run_resumed_with_another_eval_batch_size_is_then_skipped_by_the_origi
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     import torch
 
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     state["epoch"], state["history"] = 1, state["history"][:1]  # killed after epoch 1
     torch.save(state, checkpoint)
     train_in_process(original + ["trainer.eval_batch_size=64"], tmp_path)  # resumes

@@ -87,13 +87,13 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path
     proc.wait()
     interrupted = json.loads((killed / "summary.json").read_text())
     assert interrupted["status"] == "running"  # killed in the middle, not after the end
-    assert torch.load(killed / "checkpoints" / "last.pt", weights_only=False)["epoch"] < 3
+    assert torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["epoch"] < 3
 
     # the kernel dropped the killed run's folder lock: the rerun may claim the folder
     resumed = run_cli(*args, f"hydra.run.dir={killed}")
     assert "resuming" in resumed.stdout + resumed.stderr
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
-    b = torch.load(killed / "checkpoints" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name

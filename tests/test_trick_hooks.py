@@ -80,7 +80,7 @@ def test_hooks_see_epoch_and_step_and_can_log(tmp_path):
 def test_a_resumed_run_continues_the_step_count(tmp_path):
     run, _ = run_with({"recorder": Recorder()}, tmp_path, ["trainer.epochs=1"])
     fit(run, RunFolder(tmp_path))
-    after_one_epoch = torch.load(RunFolder(tmp_path).checkpoint_path, weights_only=False)
+    after_one_epoch = torch.load(RunFolder(tmp_path).checkpoint_path, weights_only=True)
     second = Recorder()
     run, _ = run_with({"recorder": second}, tmp_path)
     fit(run, RunFolder(tmp_path), after_one_epoch)
@@ -134,7 +134,7 @@ def test_the_checkpoint_holds_the_weights_behind_the_reported_accuracy(tmp_path,
                         f"trick=[{','.join(tricks)}]"]
     train_in_process(overrides, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     cfg = compose_config(overrides)
     assert accuracy_of(state["eval_model"], cfg) == pytest.approx(summary["test_acc"])
     if tricks:  # the EMA was reported, and it is not the trained weights
@@ -147,7 +147,7 @@ def test_the_checkpoint_holds_the_weights_behind_the_reported_accuracy(tmp_path,
 def test_a_teacher_from_an_ema_run_gets_the_averaged_weights(tmp_path):
     train_in_process(TINY + ["model=resnet20", "trainer.limit_train_batches=4", "trick=[ema]"],
                      tmp_path)
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     teacher = load_teacher(create_model("resnet20", num_classes=10), tmp_path)
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, state["eval_model"][key]), key

@@ -68,7 +68,7 @@ def test_sam_label_smoothing_ema_and_mixup_together(tmp_path):
     # evaluation reports the EMA weights; the trained weights are logged beside them
     assert {"raw_test_acc", "raw_test_loss"} <= set(rows[0])
     assert summary["test_acc"] == pytest.approx(float(rows[-1]["test_acc"]))
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["tricks"]["ema"]["n_averaged"] > 0  # the average is checkpointed for resuming
 
 

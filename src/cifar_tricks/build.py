@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .augment import BatchAugment, split_stages
-from .config import TrainerConfig
+from .config import TrainerConfig, resolved
 from .data import BatchLoader, ImageData
 from .errors import CifarTricksError, ConfigError
 from .losses import SoftTargetCrossEntropy
@@ -97,13 +97,20 @@ def config_errors(path: str, node: DictConfig | dict | None = None) -> Iterator[
         yield
     except InstantiationException as e:
         cause = e.__cause__
+        if _names_its_fix(cause):
+            raise cause from None
         if isinstance(cause, ValueError):
             raise _named(path, node, cause) from cause
-        if isinstance(cause, CifarTricksError):
-            raise cause from None
         raise
     except ValueError as e:
+        if _names_its_fix(e):
+            raise
         raise _named(path, node, e) from e
+
+
+def _names_its_fix(error: BaseException | None) -> bool:
+    """Our errors other than a refused value (a missing or corrupt file) say it all already."""
+    return isinstance(error, CifarTricksError) and not isinstance(error, ConfigError)
 
 
 def _named(path: str, node: DictConfig | dict | None, error: ValueError) -> ConfigError:
@@ -201,7 +208,7 @@ def build_run(cfg: DictConfig, overrides: Sequence[str] = (),
     with config_errors("optim", cfg.optim):
         optimizer = tricks.wrap_optimizer(create_optimizer(cfg.optim, model), model)
     criterion = tricks.wrap_criterion(SoftTargetCrossEntropy(), model)
-    run = Run(config=OmegaConf.to_container(cfg, resolve=True), overrides=list(overrides),
+    run = Run(config=resolved(cfg), overrides=list(overrides),
               choices=dict(choices or {}), settings=settings, device=device, data=data,
               model=model, tricks=tricks, loaders=loaders, optimizer=optimizer,
               criterion=criterion)

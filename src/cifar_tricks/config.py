@@ -17,8 +17,9 @@ from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-__all__ = ["CONFIG_DIR", "TrainerConfig", "ImageDataConfig", "CifarConfig", "SyntheticConfig",
-           "Precision", "Progress", "SETTINGS_TABLES", "register", "compose", "is_config_group",
+__all__ = ["CONFIG_DIR", "Range", "at_least", "setting", "TrainerConfig", "ImageDataConfig",
+           "CifarConfig", "SyntheticConfig", "Precision", "Progress", "SETTINGS_TABLES",
+           "register", "compose", "resolved", "is_config_group", "options", "check_multi_select",
            "settings_table"]
 
 # conf/ of the source tree (the package is installed editable from it, as the README says)
@@ -37,18 +38,53 @@ class Progress(str, Enum):
     log = "log"
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with its README line (`help`); lists get a default factory."""
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting allows (each element, for a list setting of `length`)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `low` itself is excluded
+    length: int | None = None
+
+    def admits(self, value: Any) -> bool:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if self.length is not None and len(values) != self.length:
+            return False
+        return all(self._admits_one(v) for v in values)
+
+    def _admits_one(self, value: Any) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        if self.high is None:
+            bound = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+        else:
+            bound = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        return bound if self.length is None else f"{self.length} values, each {bound}"
+
+
+def at_least(low: float) -> Range:
+    return Range(low=low)
+
+
+def setting(default: Any, help: str, allowed: Range | None = None) -> Any:
+    """A dataclass field with its README line (`help`) and the values it allows (checked before
+    a run starts, `validate.py`); lists get a default factory."""
+    metadata = {"help": help, "allowed": allowed}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = setting(200, "epochs to train")
-    batch_size: int = setting(128, "training images per step")
-    eval_batch_size: int = setting(500, "images per evaluation batch (does not change results)")
+    epochs: int = setting(200, "epochs to train", at_least(1))
+    batch_size: int = setting(128, "training images per step", at_least(1))
+    eval_batch_size: int = setting(500, "images per evaluation batch (does not change results)",
+                                   at_least(1))
     device: str = setting("auto", "`auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`")
     precision: Precision = setting(
         Precision.auto, "`auto` (bf16 autocast on CUDA, fp32 on CPU), `bf16`, `fp32`")
@@ -57,14 +93,16 @@ class TrainerConfig:
     deterministic: bool = setting(False, "deterministic kernels (reproducible on GPU, slower)")
     num_threads: Optional[int] = setting(
         None, "torch CPU threads (`null`: torch's default; give each of N parallel CPU jobs "
-              "cores/N)")
+              "cores/N)", at_least(1))
     limit_train_batches: Optional[int] = setting(None, "cap training batches per epoch "
-                                                       "(quick runs)")
-    limit_eval_batches: Optional[int] = setting(None, "cap evaluation batches (quick runs)")
+                                                       "(quick runs)", at_least(1))
+    limit_eval_batches: Optional[int] = setting(None, "cap evaluation batches (quick runs)",
+                                                at_least(1))
     progress: Progress = setting(
         Progress.auto, "`auto`: a tqdm bar on a terminal, one log line per epoch elsewhere "
                        "(SLURM, joblib, CI); `bar`, `log`")
-    log_every: int = setting(50, "steps between progress refreshes (each one waits for the device)")
+    log_every: int = setting(50, "steps between progress refreshes (each one waits for the "
+                                 "device)", at_least(1))
     checkpoint: bool = setting(
         True, "write `checkpoints/last.pt` every epoch (resume by rerunning in the folder)")
 
@@ -72,19 +110,25 @@ class TrainerConfig:
 @dataclass
 class ImageDataConfig:
     """What every dataset config shares: classes, statistics, splits and base augmentation."""
-    num_classes: int = setting(10, "classes (the model's head follows it; set by each dataset)")
-    mean: List[float] = setting([0.5, 0.5, 0.5], "per-channel mean in [0, 1] for normalising "
-                                                 "(each CIFAR YAML sets its training set's)")
-    std: List[float] = setting([0.25, 0.25, 0.25], "per-channel std in [0, 1] for normalising "
-                                                   "(likewise)")
+    num_classes: int = setting(10, "classes (the model's head follows it; set by each dataset)",
+                               at_least(2))
+    mean: List[float] = setting([0.5, 0.5, 0.5], "per-channel mean for normalising (each CIFAR "
+                                                 "YAML sets its training set's)",
+                                Range(0, 1, length=3))
+    std: List[float] = setting([0.25, 0.25, 0.25], "per-channel std for normalising (likewise)",
+                               Range(0, 1, low_open=True, length=3))
     fraction: float = setting(
-        1.0, "share of the training set kept, stratified (0.5: the seed's \"half data\")")
+        1.0, "share of the training set kept, stratified (0.5: the seed's \"half data\")",
+        Range(0, 1, low_open=True))
     val_size: int = setting(
-        0, "stratified validation images held out of train (searches optimise on them)")
+        0, "stratified validation images held out of train (searches optimise on them)",
+        at_least(0))
     split_seed: int = setting(
-        0, "fixes the validation split and the fraction subset, independently of `seed`")
+        0, "fixes the validation split and the fraction subset, independently of `seed`",
+        at_least(0))
     crop: bool = setting(True, "random crop of the zero-padded image")
-    crop_padding: int = setting(4, "zero padding of the random crop")
+    crop_padding: int = setting(4, "zero padding of the random crop (at most the image size)",
+                                at_least(0))
     flip: bool = setting(True, "random horizontal flip")
 
 
@@ -99,11 +143,12 @@ class CifarConfig(ImageDataConfig):
 @dataclass
 class SyntheticConfig(ImageDataConfig):
     _target_: str = "cifar_tricks.data.synthetic"
-    num_train: int = setting(1000, "training images")
-    num_test: int = setting(500, "test images")
-    image_size: int = setting(32, "height and width")
-    noise: float = setting(48.0, "std of the pixel noise added to each class's pattern")
-    generator_seed: int = setting(0, "fixes the patterns and the noise")
+    num_train: int = setting(1000, "training images", at_least(1))
+    num_test: int = setting(500, "test images", at_least(1))
+    image_size: int = setting(32, "height and width", at_least(4))
+    noise: float = setting(48.0, "std of the pixel noise added to each class's pattern",
+                           at_least(0))
+    generator_seed: int = setting(0, "fixes the patterns and the noise", at_least(0))
 
 
 def register_schemas() -> None:
@@ -139,24 +184,66 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Any:
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
+def resolved(cfg: Any) -> dict[str, Any]:
+    """A composed config as plain data: interpolations resolved, enums as their values (what
+    summaries and checkpoints record, and what a job's identity is computed from)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group (its YAML files), sorted."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def check_multi_select(arguments: list[str]) -> None:
+    """Refuse an unknown option of a multi-select group (`aug=[cutot]`, `trick=[sma]`) with the
+    list of its options, as Hydra does for `model=` (for a list it only says "Could not load")."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .errors import ConfigError
+    from .identity import MULTI_SELECT_GROUPS
+
+    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # a syntax error: Hydra reports it
+        return
+    for override in parsed:
+        group = override.key_or_group
+        if group not in MULTI_SELECT_GROUPS or override.is_delete():
+            continue
+        choices = list(override.sweep_iterator()) if override.is_sweep_override() \
+            else [override.value()]
+        known = options(group)
+        for choice in choices:
+            for name in choice if isinstance(choice, list) else [choice]:
+                if name not in known:
+                    raise ConfigError(f"{override.input_line}: {name!r} is not an option of "
+                                      f"{group}; the options are {', '.join(known)}")
+
+
 def is_config_group(key: str) -> bool:
     """Whether `key` (`model`, `aug`, `ablation/rows/shake_tricks`) names a config group."""
     return (CONFIG_DIR / key).is_dir()
 
 
 def settings_table(schema: type, group: str) -> str:
-    """The markdown table `key | default | meaning` of a schema's fields (the README's)."""
-    rows = [f"| {group} key | default | meaning |", "|---|---|---|"]
+    """The README's table `key | default | allowed | meaning` of a schema's fields."""
+    rows = [f"| {group} key | default | allowed | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(schema):
         if f.name.startswith("_"):
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
             else f.default
-        rows.append(f"| `{f.name}` | `{_as_yaml(default)}` | {f.metadata.get('help', '')} |")
+        allowed = f.metadata.get("allowed")
+        rows.append(f"| `{f.name}` | `{as_yaml(default)}` | {allowed or ''} | "
+                    f"{f.metadata.get('help', '')} |")
     return "\n".join(rows)
 
 
-def _as_yaml(value: Any) -> str:
+def as_yaml(value: Any) -> str:
     """A default as it is typed on the command line."""
     if value is None:
         return "null"

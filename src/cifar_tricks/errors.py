@@ -24,3 +24,12 @@ class FolderBusyError(CifarTricksError, RuntimeError):
 class DiskFullError(CifarTricksError, OSError):
     """A file could not be written for lack of space (or over a file-size limit); the previous
     version of the file is intact."""
+
+
+class DatasetError(CifarTricksError, ValueError):
+    """A dataset file is corrupt, truncated, planted or from another dataset; it names the file
+    and the check that failed."""
+
+
+class LRFinderError(CifarTricksError, RuntimeError):
+    """The learning-rate range test saw too few finite losses to suggest a learning rate."""

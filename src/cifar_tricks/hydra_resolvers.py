@@ -14,16 +14,25 @@ def job_dir(overrides: Sequence[str], sweep_dir: str) -> str:
     rerun finds it whatever the spelling of its command line.
 
     When Hydra is about to run the job (it resolves this just before it creates the folder and
-    writes into it), the folder is also claimed for this process (`run_folder.claim`): a second
-    sweep writing the same job is refused before it touches anything.
+    writes into it), the job's settings are checked (`validate`) and the folder is claimed for
+    this process (`run_folder.claim`): a refused job, or a second sweep writing the same job,
+    stops the sweep before anything is written there.
     """
     from .identity import folder_name, job_overrides
 
     name = folder_name(job_overrides(list(overrides)))
     if _about_to_run_a_sweep_job():
+        from .config import compose
+        from .errors import CifarTricksError
+        from .jobs import exit_with
         from .run_folder import claim
+        from .validate import validate
 
-        claim(Path(sweep_dir) / name)
+        try:
+            validate(compose(list(overrides)))
+            claim(Path(sweep_dir) / name)
+        except CifarTricksError as e:  # one clear message, and the sweep stops here
+            exit_with(e)
     return name
 
 

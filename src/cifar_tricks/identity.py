@@ -37,7 +37,7 @@ NON_RESULT_KEYS = (
 # Groups whose choice is a list of entries (`aug=[cutout,mixup]`); their order is part of a job.
 MULTI_SELECT_GROUPS = ("aug", "trick")
 
-MAX_DIR_NAME = 120
+MAX_DIR_NAME = 120  # bytes; file systems allow 255
 
 
 def is_result_key(key: str) -> bool:
@@ -141,25 +141,26 @@ def canonical_overrides(overrides: Sequence[str], config: dict[str, Any],
 
 def folder_name(canonical: Sequence[str]) -> str:
     """The folder of a sweep job: its canonical overrides joined by commas (`defaults` for
-    none); slashes (paths in values) would nest folders and long names exceed file-system
-    limits, so those are replaced and hashed."""
+    none); slashes (paths in values) would nest folders, and a name longer than MAX_DIR_NAME
+    bytes (file systems count bytes, and a character may take four) is cut on a character
+    boundary and ends with a digest of the whole name."""
     name = ",".join(canonical).replace("/", "_") or "defaults"
-    if len(name) > MAX_DIR_NAME:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-        name = f"{name[:MAX_DIR_NAME - 11]}_{digest}"
+    encoded = name.encode()
+    if len(encoded) > MAX_DIR_NAME:
+        digest = hashlib.sha1(encoded).hexdigest()[:10]
+        head = encoded[:MAX_DIR_NAME - 11].decode(errors="ignore")  # drops a cut character
+        name = f"{head}_{digest}"
     return name
 
 
 @functools.lru_cache(maxsize=512)
 def _job_overrides(overrides: tuple[str, ...]) -> tuple[str, ...]:
-    from omegaconf import OmegaConf
+    from .config import compose, is_config_group, resolved
 
-    from .config import compose, is_config_group
+    def composed(some: list[str]) -> dict[str, Any]:
+        return resolved(compose(some))
 
-    def resolved(some: list[str]) -> dict[str, Any]:
-        return OmegaConf.to_container(compose(some), resolve=True)
-
-    return tuple(canonical_overrides(overrides, resolved(list(overrides)), resolved,
+    return tuple(canonical_overrides(overrides, composed(list(overrides)), composed,
                                      is_config_group))
 
 

@@ -13,23 +13,29 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
+import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .build import build_run
-from .errors import ConfigError
+from .config import check_multi_select, resolved
+from .errors import CifarTricksError, ConfigError
 from .identity import MULTI_SELECT_GROUPS, job_key, job_overrides
 from .optim.lr_finder import find_lr, write_lr_find
 from .run_folder import RunFolder, Status, Summary, claimed
 from .train import autocast_for, fit
+from .validate import validate
 
-__all__ = ["Job", "MODES", "main", "train", "lr_find", "objective"]
+__all__ = ["Job", "MODES", "main", "train", "lr_find", "objective", "check_command_line",
+           "exit_with"]
 
 log = logging.getLogger("cifar_tricks")
 
@@ -42,7 +48,9 @@ class Job:
     output_dir: Path
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, Any] = field(default_factory=dict)
-    skip_finished: bool = True  # an Optuna trial is never skipped: each one is new
+    # an Optuna trial: never skipped (each one is new), and a refused configuration is recorded
+    # in its folder as a failed trial (Hydra made the folder; the search reads it)
+    trial: bool = False
 
     @classmethod
     def from_hydra(cls, cfg: DictConfig) -> Job:
@@ -56,7 +64,7 @@ class Job:
             choices[group] = sorted(cfg.get(group) or {})
         is_trial = "optuna" in str(hc.sweeper.get("_target_", "")).lower()
         return cls(Path(hc.runtime.output_dir), list(hc.overrides.task), choices,
-                   skip_finished=not is_trial)
+                   trial=is_trial)
 
 
 def objective(summary: Summary, metric: str | None) -> float | None:
@@ -76,13 +84,14 @@ def train(cfg: DictConfig, job: Job) -> float | None:
     left untouched. SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption) stop it with status
     `interrupted`, the last checkpoint kept for a rerun to resume; the exception is re-raised.
     """
+    _validate(cfg, job)
     folder = RunFolder(job.output_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = resolved(cfg)
     key = job_key(config)
     with claimed(folder.path):
         previous = folder.read_summary()
         if previous and previous.status.finished:
-            if _same_job(previous, key, job.overrides) and job.skip_finished:
+            if _same_job(previous, key, job.overrides) and not job.trial:
                 metric = cfg.optimized_metric or "test_acc"
                 log.info("%s already %s (%s=%s): skipping. Delete its summary.json to train it "
                          "again.", job.output_dir, previous.status, metric, previous.get(metric))
@@ -122,6 +131,19 @@ def train(cfg: DictConfig, job: Job) -> float | None:
     return objective(summary, cfg.optimized_metric)
 
 
+def _validate(cfg: DictConfig, job: Job) -> None:
+    """Refuse a bad setting before anything is written; a trial records the refusal in the
+    folder Hydra made for it, so the search sees a failed trial with its error."""
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        if job.trial:
+            RunFolder(job.output_dir).write_summary(Summary(
+                status=Status.failed, error=f"ConfigError: {e}", model=job.choices.get("model"),
+                seed=cfg.get("seed"), overrides=job.overrides, choices=job.choices))
+        raise
+
+
 def _same_job(summary: Summary, key: str, overrides: list[str]) -> bool:
     """Whether a folder's summary is of this job: the same identity, or, for summaries written
     before jobs had identities, the same command-line overrides."""
@@ -151,6 +173,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 def lr_find(cfg: DictConfig, job: Job) -> float:
     """`mode=lr_find`: the learning-rate range test on this config's model, data, optimizer and
     tricks; writes lr_find.csv / lr_find.png and returns the suggested lr."""
+    _validate(cfg, job)
     run = build_run(cfg, job.overrides, job.choices, schedule=False)
     result = find_lr(run.model, run.loaders.train, run.optimizer, run.criterion,
                      autocast=autocast_for(run.device, run.settings.precision), **cfg.lr_find)
@@ -166,7 +189,37 @@ MODES: dict[str, Callable[[DictConfig, Job], float | None]] = {"train": train, "
 
 
 def main(cfg: DictConfig) -> float | None:
-    """The body of `python run.py`: run the Hydra job `cfg` in the mode it asks for."""
-    if cfg.mode not in MODES:
-        raise ConfigError(f"mode={cfg.mode} is not a mode; choose one of {sorted(MODES)}")
-    return MODES[cfg.mode](cfg, Job.from_hydra(cfg))
+    """The body of `python run.py`: run the Hydra job `cfg` in the mode it asks for.
+
+    A single run that fails with one of our errors (which say what to fix) ends with that one
+    message and exit status 1, not a traceback (`HYDRA_FULL_ERROR=1` shows it); a sweep job
+    raises, so Hydra records it as failed and the sweep goes on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        if cfg.mode not in MODES:
+            raise ConfigError(f"mode={cfg.mode} is not a mode; choose one of {sorted(MODES)}")
+        return MODES[cfg.mode](cfg, Job.from_hydra(cfg))
+    except CifarTricksError as e:
+        if HydraConfig.get().mode != RunMode.RUN:
+            raise
+        exit_with(e)
+
+
+def check_command_line(arguments: list[str]) -> None:
+    """What Hydra cannot say well, checked before it starts: an unknown option of a
+    multi-select group (`aug=[cutot]`) ends with the list of options."""
+    try:
+        check_multi_select(arguments)
+    except ConfigError as e:
+        exit_with(e)
+
+
+def exit_with(error: Exception) -> None:
+    """End the process with our error's message as its last line, and status 1 (the traceback
+    before it only with HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        traceback.print_exception(error)
+    print(f"\nError ({type(error).__name__}): {error}", file=sys.stderr)
+    raise SystemExit(1)

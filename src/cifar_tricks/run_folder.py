@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 from .errors import DiskFullError, FolderBusyError
 
-__all__ = ["RunFolder", "Status", "Summary", "claim", "release"]
+__all__ = ["RunFolder", "Status", "Summary", "claim", "claimed", "release", "save_tensors"]
 
 
 class Status(str, Enum):
@@ -118,6 +118,13 @@ class Summary:
             value = getattr(self, key)
             return value.value if isinstance(value, Status) else value
         return self.extra.get(key)
+
+
+def save_tensors(path: Path, state: Any) -> None:
+    """`torch.save(state)` to `path`, atomically."""
+    import torch  # here, not at the top: reading a folder (the report) needs no torch
+
+    _atomic_write(Path(path), lambda f: torch.save(state, f), binary=True)
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -213,10 +220,8 @@ class RunFolder:
 
     def save_checkpoint(self, state: dict) -> None:
         """Write `state` (`checkpoint.make_checkpoint`) atomically as checkpoints/last.pt."""
-        import torch  # here, not at the top: reading a folder (the report) needs no torch
-
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.checkpoint_path, lambda f: torch.save(state, f), binary=True)
+        save_tensors(self.checkpoint_path, state)
 
     def load_checkpoint(self, config: dict) -> dict | None:
         """The checkpoint to resume from, None if there is none; refuses one that does not fit.

@@ -32,6 +32,10 @@ class BatchAugment:
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def check_image_size(self, size: int) -> None:
+        """Refuse settings that make no sense on `size` x `size` images (ValueError naming the
+        argument); called before a run starts. Most augmentations are relative: nothing to do."""
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({fields})"

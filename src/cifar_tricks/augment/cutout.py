@@ -43,9 +43,15 @@ class Cutout(BatchAugment):
     stage = "erase"
 
     def __init__(self, size: int = 16) -> None:
-        if size < 1:
-            raise ValueError(f"size must be a positive number of pixels, got {size}")
-        self.size = int(size)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive whole number of pixels, got {size!r}")
+        self.size = size
+
+    def check_image_size(self, size: int) -> None:
+        if self.size > size:
+            raise ValueError(f"size={self.size} is larger than the {size}x{size} images: every "
+                             f"image would be blanked; use at most {size} (16 is the paper's "
+                             f"for CIFAR)")
 
     def make_params(self, images: torch.Tensor,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

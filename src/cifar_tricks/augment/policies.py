@@ -114,6 +114,15 @@ class _Policy(BatchAugment):
     stage = "policy"
 
     def __init__(self, interpolation: str, fill: float | Sequence[float]) -> None:
+        modes = ("nearest", "bilinear")
+        if interpolation not in modes:
+            raise ValueError(f"interpolation must be one of {modes}, got {interpolation!r}")
+        fills = fill if isinstance(fill, (list, tuple)) else [fill]
+        if len(fills) not in (1, 3) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255
+                for v in fills):
+            raise ValueError(f"fill must be a pixel value in [0, 255], or one per channel, got "
+                             f"{fill!r}")
         self.interpolation = interpolation
         self.fill = float(fill) if isinstance(fill, (int, float)) else [float(v) for v in fill]
         self._interpolation = InterpolationMode(interpolation)
@@ -175,6 +184,9 @@ class AutoAugment(_Policy):
     def __init__(self, policy: str = "cifar10", interpolation: str = "nearest",
                  fill: float | Sequence[float] = 128) -> None:
         super().__init__(interpolation, fill)
+        policies = [p.value for p in AutoAugmentPolicy]
+        if policy not in policies:
+            raise ValueError(f"policy must be one of {policies}, got {policy!r}")
         self.policy = policy
         self._tv = v2.AutoAugment(AutoAugmentPolicy(policy))
         self._policies = self._tv._policies
@@ -202,6 +214,12 @@ class AutoAugment(_Policy):
         return {"ops": ops, "policy": policy, "applied": applied, "negated": negated}
 
 
+def _check_bins(num_magnitude_bins: int) -> None:
+    # torchvision's magnitude tables divide by num_magnitude_bins - 1
+    if num_magnitude_bins < 2:
+        raise ValueError(f"num_magnitude_bins must be at least 2, got {num_magnitude_bins}")
+
+
 class RandAugment(_Policy):
     """RandAugment: per image, `num_ops` ops drawn uniformly (with replacement) from torchvision's
     14 (identity included), each at bin `magnitude` of `num_magnitude_bins`, signed at random.
@@ -217,6 +235,7 @@ class RandAugment(_Policy):
     def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
                  interpolation: str = "nearest", fill: float | Sequence[float] = 128) -> None:
         super().__init__(interpolation, fill)
+        _check_bins(num_magnitude_bins)
         if num_ops < 0:
             raise ValueError(f"num_ops must be non-negative, got {num_ops}")
         if not 0 <= magnitude < num_magnitude_bins:
@@ -251,6 +270,7 @@ class TrivialAugmentWide(_Policy):
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
                  fill: float | Sequence[float] = 128) -> None:
         super().__init__(interpolation, fill)
+        _check_bins(num_magnitude_bins)
         self.num_magnitude_bins = num_magnitude_bins
         self._space = v2.TrivialAugmentWide._AUGMENTATION_SPACE
 

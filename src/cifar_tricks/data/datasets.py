@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import DatasetNotFoundError
+from ..errors import DatasetError, DatasetNotFoundError
 
 __all__ = ["ImageData", "Split", "cifar10", "cifar100", "synthetic", "stratified_split"]
 
@@ -114,16 +114,61 @@ _CIFAR = {
                 b"labels", "CIFAR10"),
     "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", "CIFAR100"),
 }
+SIZES = {"train": 50_000, "test": 10_000}  # images of CIFAR-10 and of CIFAR-100
 
 
-def _read_pickles(folder: Path, files: Sequence[str], label_key: bytes) -> Split:
-    images, labels = [], []
-    for name in files:
-        with open(folder / name, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")
-        images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(entry[label_key])
-    return Split(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64))
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what the CIFAR-10/100 python batches contain: builtins (dicts, lists,
+    bytes, ints) and numpy arrays. Any other global a file asks for is refused before it is
+    looked up, so a planted file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR batch "
+                                         f"holds")
+        return super().find_class(module, name)
+
+
+def _load_batch(path: Path, label_key: bytes, num_classes: int) -> Split:
+    """One CIFAR python batch, checked: a dict with `data` (N x 3072 uint8) and N labels in
+    [0, num_classes). Any problem raises DatasetError naming the file and the check."""
+    try:
+        with open(path, "rb") as f:
+            entry = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise DatasetError(f"{path} is not a CIFAR batch: {e}. Replace it with the file of the "
+                           f"official release (or let data.download=true fetch it).") from None
+    if not isinstance(entry, dict) or b"data" not in entry or label_key not in entry:
+        raise DatasetError(f"{path} is not a CIFAR batch: it has no {label_key!r} and b'data'")
+    data, labels = entry[b"data"], entry[label_key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DatasetError(f"{path}: the images must be an N x 3072 uint8 array (32 x 32 x 3 "
+                           f"bytes each), got {type(data).__name__} {shape} "
+                           f"{getattr(data, 'dtype', '')}: the file is truncated or corrupt")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DatasetError(f"{path}: {len(labels)} labels for {len(data)} images: every later "
+                           f"label would be shifted; the file is corrupt")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetError(f"{path}: labels range over [{labels.min()}, {labels.max()}], "
+                           f"outside the {num_classes} classes of this dataset (data.num_classes)")
+    return Split(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()),
+                 torch.from_numpy(labels.astype(np.int64)))
+
+
+def _read_batches(folder: Path, files: Sequence[str], label_key: bytes, num_classes: int,
+                  expected: int) -> Split:
+    splits = [_load_batch(folder / name, label_key, num_classes) for name in files]
+    split = Split(torch.cat([s.images for s in splits]), torch.cat([s.labels for s in splits]))
+    if len(split) != expected:
+        raise DatasetError(f"{folder}: {', '.join(files)} hold {len(split)} images, the release "
+                           f"has {expected}: a file is truncated or from another dataset")
+    return split
 
 
 def _ensure_cifar(name: str, root: Path, download: bool) -> Path:
@@ -158,8 +203,8 @@ def _cifar(name: str, root: str, num_classes: int, mean: Sequence[float], std: S
     # Read the pickles ourselves: torchvision's md5 check would reject a re-encoded local copy.
     folder = _ensure_cifar(name, Path(root).expanduser().resolve(), download)
     _, train_files, test_files, label_key, _ = _CIFAR[name]
-    train = _read_pickles(folder, train_files, label_key)
-    test = _read_pickles(folder, test_files, label_key)
+    train = _read_batches(folder, train_files, label_key, num_classes, SIZES["train"])
+    test = _read_batches(folder, test_files, label_key, num_classes, SIZES["test"])
     train, val, test = _make_splits(train, test, num_classes, fraction, val_size, split_seed)
     return ImageData(name, num_classes, train, test, val, tuple(mean), tuple(std),
                      crop_padding if crop else 0, flip)

@@ -21,7 +21,11 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from ..errors import LRFinderError
+
 __all__ = ["LRFinderResult", "find_lr", "write_lr_find"]
+
+MIN_FINITE_STEPS = 5  # fewer finite losses than this suggest nothing
 
 
 @dataclass
@@ -76,6 +80,13 @@ def find_lr(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
             stopped_early = True
             break
         best = min(best, debiased)
+    finite = sum(math.isfinite(v) for v in smoothed)
+    if finite <= MIN_FINITE_STEPS:
+        raise LRFinderError(
+            f"the training loss was finite for only {finite} of {len(smoothed)} steps (from "
+            f"lr {start_lr:g}): too few to suggest a learning rate. A loss that is NaN from the "
+            f"first step points at the data or the model (try mode=train for a few steps); "
+            f"else lower lr_find.start_lr")
     return LRFinderResult(lrs, losses, smoothed, _suggest(lrs, smoothed), stopped_early)
 
 

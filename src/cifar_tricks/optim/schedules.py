@@ -7,6 +7,7 @@ checkpoints save and restore it like any other.
 """
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 from torch.optim import Optimizer
@@ -22,6 +23,8 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = ["constant", "multistep", "step", "cosine", "warmup", "warmcosine", "cosine_restarts",
            "onecycle"]
 
@@ -29,6 +32,8 @@ __all__ = ["constant", "multistep", "step", "cosine", "warmup", "warmcosine", "c
 def multistep(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int,
               milestones: Sequence[int], gamma: float) -> LRScheduler:
     """Multiply the lr by `gamma` at the start of each milestone epoch."""
+    _check_milestones(milestones, epochs)
+    _check_gamma(gamma)
     return MultiStepLR(optimizer, [m * steps_per_epoch for m in milestones], gamma)
 
 
@@ -42,6 +47,7 @@ def step(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, step_size: 
     """Multiply the lr by `gamma` every `step_size` epochs (the step decay of He et al. 2016,
     "Deep Residual Learning for Image Recognition", on ImageNet: x0.1 every 30 epochs)."""
     _check_positive("step_size", step_size)
+    _check_gamma(gamma)
     return StepLR(optimizer, step_size * steps_per_epoch, gamma)
 
 
@@ -49,6 +55,7 @@ def cosine(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int,
            eta_min: float = 0.0) -> LRScheduler:
     """Cosine decay from the lr to `eta_min` over the whole run, without restarts (Loshchilov &
     Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts")."""
+    _check_eta_min(eta_min)
     return CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch, eta_min=eta_min)
 
 
@@ -58,6 +65,9 @@ def warmup(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, warmup_ep
     milestone epoch (Goyal et al. 2017, "Accurate, Large Minibatch SGD: Training ImageNet in
     1 Hour"; the seed's Detectron-style WarmupMultiStepLR). Milestones count from the start of
     the run, as in `multistep`, and must not fall inside the warmup."""
+    _check_warmup(warmup_epochs, epochs)
+    _check_milestones(milestones, epochs)
+    _check_gamma(gamma)
     if any(m < warmup_epochs for m in milestones):
         raise ValueError(f"milestones {list(milestones)} must not precede the end of the warmup "
                          f"(warmup_epochs={warmup_epochs})")
@@ -73,9 +83,8 @@ def warmcosine(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, warmu
     (the warmup of Goyal et al. 2017 before the cosine of Loshchilov & Hutter 2017). The seed's
     original "warmcosine" ran the cosine over all `epochs` after the warmup, so its lr never
     reached 0; here the cosine lasts `epochs - warmup_epochs`."""
-    if not 0 <= warmup_epochs < epochs:
-        raise ValueError(f"warmup_epochs={warmup_epochs} must be at least 0 and less than the "
-                         f"run's epochs (trainer.epochs={epochs})")
+    _check_warmup(warmup_epochs, epochs)
+    _check_eta_min(eta_min)
     warmup_iters = warmup_epochs * steps_per_epoch
     after = CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch - warmup_iters,
                               eta_min=eta_min)
@@ -88,6 +97,7 @@ def cosine_restarts(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, 
     cosine decay to `eta_min` over `T_0` epochs, then back to the lr, each cycle `T_mult` times
     longer than the last. Restarts are at iteration boundaries of whole epochs."""
     _check_positive("T_0", T_0)
+    _check_eta_min(eta_min)
     return CosineAnnealingWarmRestarts(optimizer, T_0=T_0 * steps_per_epoch, T_mult=T_mult,
                                        eta_min=eta_min)
 
@@ -100,6 +110,9 @@ def onecycle(optimizer: Optimizer, *, steps_per_epoch: int, epochs: int, pct_sta
     Networks Using Large Learning Rates"): from lr/`div_factor` up to the optimizer's lr at
     `pct_start` of the run, then down to lr/(`div_factor` x `final_div_factor`); the momentum
     (Adam's beta1) moves the opposite way when `cycle_momentum`."""
+    for name, factor in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
+        if factor <= 0:
+            raise ValueError(f"{name} must be positive (the lr is divided by it), got {factor}")
     # The peak is the lr of the optimizer config, so `optim.lr` keeps its meaning.
     max_lr = [group["lr"] for group in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=epochs * steps_per_epoch,
@@ -123,3 +136,30 @@ def _after_warmup(optimizer: Optimizer, warmup_iters: int, start_factor: float,
 def _check_positive(key: str, value: int) -> None:
     if value < 1:
         raise ValueError(f"{key} must be at least 1 epoch, got {value}")
+
+
+def _check_warmup(warmup_epochs: int, epochs: int) -> None:
+    if not 0 <= warmup_epochs < epochs:
+        raise ValueError(f"warmup_epochs={warmup_epochs} must be at least 0 and less than the "
+                         f"run's epochs (trainer.epochs={epochs}), or the lr never reaches "
+                         f"optim.lr")
+
+
+def _check_gamma(gamma: float) -> None:
+    if gamma <= 0:
+        raise ValueError(f"gamma={gamma} must be positive: it multiplies the lr (a negative lr "
+                         f"ascends the loss), e.g. 0.1 or 0.2")
+
+
+def _check_eta_min(eta_min: float) -> None:
+    if eta_min < 0:
+        raise ValueError(f"eta_min={eta_min} must be at least 0: it is the lowest lr")
+
+
+def _check_milestones(milestones: Sequence[int], epochs: int) -> None:
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in milestones):
+        raise ValueError(f"milestones {list(milestones)} must be epochs (whole numbers >= 0)")
+    late = [m for m in milestones if m >= epochs]
+    if late:  # allowed (a recipe shortened for a quick run), but never silent
+        log.warning("sched.milestones %s: %s fall at or after the last epoch (%d) and never "
+                    "apply", list(milestones), late, epochs)

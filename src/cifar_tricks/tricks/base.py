@@ -68,6 +68,9 @@ class Trick:
     hooks they need."""
 
     stage: Stage = Stage.optimize
+    # what the trick does that no second trick may also do (two SAMs would nest, two inits
+    # overwrite each other); None: composes with anything
+    exclusive: str | None = None
 
     def setup_model(self, model: nn.Module) -> None:
         """Change or copy the freshly built model (weight init, the EMA copy)."""
@@ -128,6 +131,14 @@ class Tricks:
         if len(averagers) > 1:
             raise ConfigError(f"trick={list(self.named)}: {' and '.join(averagers)} each offer "
                               f"the model to evaluate; keep one of them")
+        roles: dict[str, list[str]] = {}
+        for name, trick in self.named.items():
+            if trick.exclusive is not None:
+                roles.setdefault(trick.exclusive, []).append(name)
+        for role, names in roles.items():
+            if len(names) > 1:
+                raise ConfigError(f"trick={list(self.named)}: {' and '.join(names)} exclude each "
+                                  f"other (both are {role}); keep one of them")
 
     @property
     def tricks(self) -> list[Trick]:

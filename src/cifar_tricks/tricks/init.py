@@ -68,6 +68,7 @@ class KaimingInit(Trick):
     """`trick=[kaiming_init]`: re-initialise the model with `kaiming_init` before training."""
 
     stage = Stage.init_weights  # before anything copies the weights (EMA)
+    exclusive = "a weight initialisation"
 
     def setup_model(self, model: nn.Module) -> None:
         kaiming_init(model)
@@ -77,6 +78,7 @@ class XavierInit(Trick):
     """`trick=[xavier_init]`: re-initialise the model with `xavier_init` before training."""
 
     stage = Stage.init_weights
+    exclusive = "a weight initialisation"
 
     def setup_model(self, model: nn.Module) -> None:
         xavier_init(model)

@@ -23,6 +23,14 @@ from .base import Stage, Trick
 __all__ = ["KDLoss", "KnowledgeDistillation", "load_teacher"]
 
 
+def check_distillation(temperature: float, alpha: float) -> None:
+    """Refuse a non-positive temperature or an alpha outside [0, 1] (ValueError naming it)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
 class KDLoss(nn.Module):
     """Hinton distillation from a frozen `teacher`, on top of the `base` loss.
 
@@ -40,10 +48,7 @@ class KDLoss(nn.Module):
     def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9,
                  base: nn.Module | None = None) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        check_distillation(temperature, alpha)
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature = temperature
         self.alpha = alpha
@@ -136,8 +141,12 @@ class KnowledgeDistillation(Trick):
 
     def __init__(self, teacher: str, checkpoint: str, num_classes: int,
                  temperature: float = 4.0, alpha: float = 0.9) -> None:
-        from ..models import create_model
+        from ..models import create_model, list_models
 
+        check_distillation(temperature, alpha)  # before the teacher is loaded
+        if teacher not in list_models():
+            raise ValueError(f"teacher={teacher!r} is not a model of the zoo; use the model name "
+                             f"of the teacher's run (e.g. resnet18, wideresnet)")
         self.teacher_name, self.checkpoint = teacher, checkpoint
         self.temperature, self.alpha = temperature, alpha
         self._teacher = load_teacher(create_model(teacher, num_classes=num_classes), checkpoint)

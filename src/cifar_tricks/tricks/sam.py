@@ -20,6 +20,7 @@ class SharpnessAware(Trick):
     """
 
     stage = Stage.optimize
+    exclusive = "sharpness-aware minimisation"
 
     def __init__(self, rho: float = 0.05, adaptive: bool = False, eta: float = 0.0) -> None:
         check_neighbourhood(rho, eta)  # at build time, so the error names trick.sam.rho
