@@ -160,3 +160,38 @@ def test_lr_find_refuses_a_loss_that_is_never_finite(tmp_path):
                                             r"suggest a learning rate"):
         jobs.lr_find(compose_config(overrides), jobs.Job(tmp_path, overrides, {}))
     assert not (tmp_path / "lr_find.png").exists()
+
+
+COMPONENT_RULES = [(o, m) for o, m in BAD if m.startswith((
+    "sched.gamma", "optim: Invalid learning", "aug.cutmix.prob", "aug.ricap.beta",
+    "trick.sam.rho", "trick.label_smooth.eps", "aug.randaugment.magnitude"))]
+
+
+@pytest.mark.parametrize("overrides, message", COMPONENT_RULES,
+                         ids=[" ".join(o) for o, _ in COMPONENT_RULES])
+def test_building_a_run_without_validating_names_the_key_of_a_component_rule(overrides, message):
+    """Components name their own argument; the builder adds the key (build.config_errors), so a
+    caller of build_run who skipped validate still gets it."""
+    from cifar_tricks.build import build_run
+
+    assert len(COMPONENT_RULES) == 9  # the prefixes above each matched
+    with pytest.raises(ConfigError) as err:
+        build_run(compose_config(TINY + overrides))
+    assert message in str(err.value)
+
+
+def test_errors_that_already_name_their_fix_pass_through_unwrapped(tmp_path):
+    from cifar_tricks.errors import CheckpointError
+
+    cfg = compose_config(TINY + ["trick=[kd]", "trick.kd.teacher=lenet",
+                                 f"trick.kd.checkpoint={tmp_path / 'absent.pt'}"])
+    with pytest.raises(CheckpointError, match="absent.pt does not exist"):
+        validate(cfg)
+
+
+def test_a_message_whose_first_word_is_no_key_gets_the_node_path_only():
+    from cifar_tricks.build import config_errors
+
+    with pytest.raises(ConfigError, match=r"^optim: Invalid epsilon value: -1$"):
+        with config_errors("optim", {"lr": 0.1, "eps": 0.0}):
+            raise ValueError("Invalid epsilon value: -1")
