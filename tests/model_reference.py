@@ -133,6 +133,10 @@ EXTRA: dict[str, tuple[int, int]] = {
     # paper's CIFAR-10 patch 1 / kernel 9 (Trockman & Kolter 2022: 0.7M).
     "cct_7_3x1": (3_760_139, 3_783_269),
     "convmixer_256_8": (706_570, 729_700),
+    # ToyNet (the seed's README §3.4 utilisation study), depth d = 4, width w = 64, no conv bias:
+    # stem 27 w + 2 w = 1,856; body d (9 w^2 + 2 w) = 4 x 36,992 = 147,968; head (w + 1) C =
+    # 650 (C = 10) or 6,500 (C = 100): 150,474 and 156,324.
+    "toynet": (150_474, 156_324),
 }
 
 

@@ -18,12 +18,14 @@ ROWS = {
     "wrn_aug": 4,             # §3.1/3.2 WRN-28-10: baseline, +RICAP, +Random Erasing, +Mixup
     "half_data_models": 30,   # §3.3: all 30 CNN rows (lenet ... ge_resnext29_8x64d)
     "shake_cutout_mixup": 4,  # §3.5
-    "shake_tricks": 4,        # §3.6: SAM, ASAM, cosine, label smoothing
+    "shake_tricks": 5,        # §3.6: a baseline (ours), SAM, ASAM, cosine, label smoothing
     "shake_cosine_300": 4,    # §3.7
+    "shake_cifarzoo_1800": 4,  # §3.7's quoted CIFAR-ZOO recipe, 1800 epochs
     "shake_aug_combos": 11,   # §3.9
     "spp_study": 15,          # §3.10
     "transformers": 10,       # §1.0
     "divide_co_train": 3,     # §3.8 recipe x 3 seeds
+    "toynet_utilisation": 12,  # §3.4: ToyNet depth 2/4/8/16 x batch 32/128/512
 }
 
 
@@ -58,24 +60,44 @@ def test_ablation_grid_has_the_seed_tables_rows_and_every_row_composes(name):
     assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)  # distinct rows, distinct folders
     for job in jobs:
         cfg = compose_config([f"ablation={name}", *job])
-        assert cfg.trainer.epochs in (200, 300)
+        assert cfg.trainer.epochs in (30, 200, 300, 1800)
         validate(cfg)  # every setting of every row is one a run accepts
-        assert cfg.trainer.batch_size in (64, 128)
+        assert cfg.trainer.batch_size in (32, 64, 128, 512)
+        # trains what the seed trained: its normalisation, in fp32
+        assert list(cfg.data.std) == [0.2023, 0.1994, 0.2010]
+        assert cfg.trainer.precision.value == "fp32"
 
 
 def test_rows_set_what_the_seed_tables_say():
     base = ["ablation=shake_tricks"]
     rows = {}
-    for row in ("sam", "asam", "cosine", "label_smooth"):
+    for row in ("baseline", "sam", "asam", "cosine", "label_smooth"):
         cfg = compose_with_hydra([*base, f"+ablation/rows/shake_tricks={row}"])
         # multi-select groups (aug, trick) are not in runtime.choices: read the composed keys
         choices = cfg.hydra.runtime.choices
         rows[row] = (list(cfg.trick), choices.sched, choices.model)
     m = "shake_resnet26_2x64d"
-    assert rows == {"sam": (["sam"], "multistep", m), "asam": (["asam"], "multistep", m),
-                    "cosine": ([], "cosine", m), "label_smooth": (["label_smooth"], "multistep", m)}
+    assert rows == {"baseline": ([], "multistep", m), "sam": (["sam"], "multistep", m),
+                    "asam": (["asam"], "multistep", m), "cosine": ([], "cosine", m),
+                    "label_smooth": (["label_smooth"], "multistep", m)}
     smoothed = compose_config([*base, "+ablation/rows/shake_tricks=label_smooth"])
     assert smoothed.trick.label_smooth.eps == 0.1
+    # the seed's hard-coded SAM / ASAM settings
+    assert compose_config([*base, "+ablation/rows/shake_tricks=sam"]).trick.sam.rho == 0.5
+    asam = compose_config([*base, "+ablation/rows/shake_tricks=asam"]).trick.asam
+    assert (asam.rho, asam.eta) == (0.5, 0.0)
+
+    efficientnet = compose_config(["ablation=half_data_models",
+                                   "+ablation/rows/half_data_models=efficientnetb0"])
+    assert efficientnet.model.drop_path_rate == 0.0  # the seed's drop-connect never acted
+    wrn = compose_config(["ablation=half_data_models",
+                          "+ablation/rows/half_data_models=wideresnet"])
+    assert list(wrn.trick) == ["xavier_init"]  # the seed's WRN-28-10 init
+    assert list(compose_config(["ablation=wrn_aug"]).trick) == ["xavier_init"]
+    zoo = compose_config(["ablation=shake_cifarzoo_1800",
+                          "+ablation/rows/shake_cifarzoo_1800=cutout_mixup"])
+    assert (zoo.optim.lr, zoo.optim.weight_decay, zoo.optim.nesterov) == (0.2, 1e-4, True)
+    assert (zoo.aug.cutout.size, zoo.aug.mixup.alpha, zoo.trainer.epochs) == (8, 0.4, 1800)
 
     lrs = {}
     for job in jobs_of("transformers"):
@@ -97,7 +119,10 @@ def test_divide_co_train_experiment_is_the_seed_recipe():
         cfg = compose_with_hydra(overrides)
         c = cfg.hydra.runtime.choices
         assert (c.model, c.sched, c.optim) == ("pyramidnet272", "warmcosine", "nesterov")
-        assert list(cfg.aug) == ["autoaugment", "random_erase", "mixup"]
+        faithful = overrides[0].startswith("ablation")  # the ablation trains the seed's variants
+        assert list(cfg.aug) == ["autoaugment", "random_erase_seed" if faithful else
+                                 "random_erase", "mixup"]
+        assert cfg.model.gate_per_sample is not faithful
         assert list(cfg.trick) == ["kaiming_init"]
         assert cfg.sched.warmup_epochs == 20
         assert cfg.trainer.epochs == 300 and cfg.trainer.batch_size == 128
@@ -124,15 +149,18 @@ def test_wrn_shake_search_optimises_val_acc_on_a_held_out_split():
 @pytest.mark.slow
 def test_shrunk_ablation_runs_end_to_end_with_command_line_seeds(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("ablation=shake_cutout_mixup", "model=resnet20", "data=synthetic",
-            "data.num_train=128", "data.num_test=64", "trainer.epochs=1", "trainer.batch_size=32",
-            "trainer.limit_eval_batches=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    shrunk = ["ablation=shake_cutout_mixup", "model=resnet20", "data=synthetic",
+              "data.num_train=128", "data.num_test=64", "trainer.epochs=1", "trainer.batch_size=32",
+              "trainer.limit_eval_batches=1", f"hydra.sweep.dir={sweep}"]
+    run_cli(*shrunk)  # the table once, then replicates: seed 0 is the job already done
+    again = run_cli(*shrunk, "seed=0,1")
+    assert (again.stdout + again.stderr).count("skipping") == 4
     jobs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
     assert len(jobs) == 8, sorted(jobs)  # 4 stored rows x 2 command-line seeds
     assert all(s["status"] == "completed" for s in jobs.values())
-    rows = {(o["aug"], o["seed"]) for s in jobs.values()
+    rows = {(o["aug"], s["seed"]) for s in jobs.values()
             for o in [dict(x.split("=", 1) for x in s["overrides"])]}
-    assert rows == {(a, s) for a in ("[]", "[cutout]", "[mixup]", "[cutout,mixup]") for s in "01"}
+    assert rows == {(a, s) for a in ("[]", "[cutout]", "[mixup]", "[cutout,mixup]") for s in (0, 1)}
     # the report of the sweep: one row per aug list, mean ± std over the 2 seeds, its plots
     proc = run_cli_module("cifar_tricks.report", str(sweep))
     table = (sweep / "report.md").read_text()
@@ -142,6 +170,17 @@ def test_shrunk_ablation_runs_end_to_end_with_command_line_seeds(tmp_path):
     assert "| aug | test acc | n |" in table and proc.returncode == 0
     for picture in ("curves.png", "summary.png"):
         assert (sweep / picture).stat().st_size > 0
+    # the seed's table beside ours: its rows in its order, its numbers, the tests against `none`
+    seed = table[table.index("## The seed's table: README §3.5"):]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in seed.splitlines()
+            if line.startswith("| ") and not line.startswith(("| row", "| :", "| what"))][:4]
+    assert rows == ["none", "cutout", "mixup", "cutout+mixup"]
+    for name, number in (("none", "96.33"), ("cutout", "96.99"), ("mixup", "96.60"),
+                         ("cutout+mixup", "96.46")):
+        line = next(x for x in seed.splitlines() if x.startswith(f"| {name} |"))
+        assert f"| {number} |" in line and "(2) |" in line  # the seed's number, ours over 2 seeds
+    assert "Δ vs none | 95% CI | p (Welch) | verdict" in seed
+    assert "Where this recipe departs from what the seed's code ran" in seed
 
 
 def run_cli_module(module: str, *args: str):

@@ -2,6 +2,8 @@
 against its definition on batches built so that the output tells what was done to it."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -137,6 +139,86 @@ def test_random_erasing_leaves_an_image_unerased_when_no_candidate_fits():
     out, _ = RandomErasing(p=1.0, scale=(0.99, 1.0), ratio=(1.0, 1.0))(
         torch.ones(16, 1, 8, 8), one_hot(16), gen())
     assert (out == 1).all()
+
+
+# The seed's variant: black fill (pixel 0 before normalisation) and a uniform aspect ratio.
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def test_random_erasing_black_fill_is_a_normalised_black_pixel():
+    n = 2000
+    images = torch.full((n, 3, 16, 16), 100.0)  # no normalised pixel is near 100
+    aug = RandomErasing(p=0.5, value="black", mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    out, _ = aug(images, one_hot(1).expand(n, 1), gen())
+    changed = out != 100.0
+    erased = changed.flatten(1).any(1)
+    assert abs(erased.float().mean().item() - 0.5) < 0.05
+    # black is pixel 0 before normalisation: (0 - mean_c) / std_c, e.g. -1.9895 in the red channel
+    black = [(0.0 - m) / s for m, s in zip(CIFAR10_MEAN, CIFAR10_STD)]
+    assert black[0] == pytest.approx(-1.98947, abs=1e-5)
+    for c in range(3):
+        assert torch.equal(changed[:, c], changed[:, 0])  # the same box in every channel
+        assert torch.allclose(out[:, c][changed[:, c]], torch.tensor(black[c]), atol=1e-6)
+    for img in out[erased][:200]:
+        box_of((img != 100.0)[0])  # one rectangle per image
+
+
+def test_random_erasing_black_matches_normalising_a_black_uint8_pixel():
+    # what the loader does, (x / 255 - mean) / std, applied to x = 0
+    mean, std = (0.5, 0.25, 0.0), (0.25, 0.5, 2.0)
+    aug = RandomErasing(p=1.0, value="black", mean=mean, std=std)
+    out, _ = aug(torch.full((64, 3, 8, 8), 9.0), one_hot(64), gen())
+    assert set(out[:, 0].unique().tolist()) == {-2.0, 9.0}
+    assert set(out[:, 1].unique().tolist()) == {-0.5, 9.0}
+    assert set(out[:, 2].unique().tolist()) == {0.0, 9.0}
+
+
+@pytest.mark.parametrize("kwargs, expected_mean", [
+    # log r ~ U(ln r0, ln r1): E[r] = (r1 - r0) / (ln r1 - ln r0); r0 = 0.3, r1 = 1 / 0.3:
+    # (3.33333 - 0.3) / ln(11.1111) = 3.03333 / 2.40795 = 1.25972
+    ({}, 1.25972),
+    ({"aspect": "log_uniform"}, 1.25972),
+    # r ~ U(r0, r1): E[r] = (r0 + r1) / 2 = (0.3 + 3.33333) / 2 = 1.81667
+    ({"aspect": "uniform"}, 1.81667),
+])
+def test_random_erasing_aspect_ratio_distribution(kwargs, expected_mean):
+    r = 0.3
+    if kwargs.get("aspect") == "uniform":
+        assert expected_mean == pytest.approx((r + 1 / r) / 2, abs=1e-5)
+    else:
+        assert expected_mean == pytest.approx((1 / r - r) / math.log(1 / r ** 2), abs=1e-5)
+    # small boxes on 64x64 images: the first candidate always fits, so the drawn aspect ratio
+    # is the box's (height / width, up to rounding both sides of at least 5 pixels)
+    aug = RandomErasing(p=1.0, scale=(0.02, 0.05), ratio=(r, 1 / r), value=0.0, **kwargs)
+    images = torch.zeros(1, 1, 64, 64).expand(20_000, 1, 64, 64)
+    _, _, height, width, _ = aug.make_params(images, gen())
+    assert (height > 0).all()
+    aspect = height.double() / width.double()
+    assert aspect.mean().item() == pytest.approx(expected_mean, abs=0.04)
+    # and the share below 1: (1 - r0) / (r1 - r0) = 0.23 uniformly, 1/2 log-uniformly (boxes
+    # rounded to h = w count half)
+    below = ((aspect < 1).double().mean() + 0.5 * (aspect == 1).double().mean()).item()
+    assert below == pytest.approx(0.7 / (1 / r - r) if kwargs.get("aspect") == "uniform"
+                                  else 0.5, abs=0.03)
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"value": "black"}, "mean"),
+    ({"value": "black", "std": CIFAR10_STD}, "mean"),
+    ({"value": "black", "mean": CIFAR10_MEAN}, "std"),
+    ({"value": "black", "mean": CIFAR10_MEAN, "std": (0.2, 0.0, 0.2)}, "std"),
+    ({"value": "black", "mean": CIFAR10_MEAN, "std": (0.2, 0.2)}, "std"),
+    ({"aspect": "normal"}, "aspect"),
+])
+def test_random_erasing_seed_options_refuse_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"^{argument} must"):
+        RandomErasing(**kwargs)
+
+
+def test_random_erasing_black_refuses_a_channel_count_mismatch():
+    aug = RandomErasing(p=1.0, value="black", mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    with pytest.raises(ValueError, match="^mean must have one value per image channel"):
+        aug(torch.zeros(2, 1, 8, 8), one_hot(2), gen())
 
 
 # ---------------------------------------------------------------------------------------- Mixup

@@ -71,30 +71,96 @@ def test_rho_zero_is_plain_sgd():
     assert torch.allclose(w, torch.tensor(expected), atol=1e-6)
 
 
-def test_asam_perturbation_is_rho_t_squared_g_over_norm_of_t_g():
+B0 = 0.2  # the bias of the tiny linear model below
+
+
+class TinyLinear(nn.Module):
+    """w . x + b, with `w` named "weight" (shape 1 x 3) and `b` named "bias" (shape 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([W0]))
+        self.bias = nn.Parameter(torch.tensor([B0]))
+
+    def loss(self) -> torch.Tensor:
+        return ((self.weight @ torch.tensor(X)) + self.bias - Y).pow(2).sum()
+
+
+def linear_grads(w: list[float], b: float) -> tuple[list[float], float]:
+    """Hand-derived gradients of (w . x + b - y)^2: 2 r x for w, 2 r for b."""
+    r = sum(wi * xi for wi, xi in zip(w, X)) + b - Y
+    return [2 * r * xi for xi in X], 2 * r
+
+
+def test_asam_scales_weights_by_abs_w_plus_eta_and_leaves_biases_at_t_one():
+    # the official rule (SamsungLabs/ASAM asam.py): T = |w| + eta for parameters named "weight",
+    # T = 1 for the others; e = rho T^2 g / ||T g||, the norm over all entries together
     rho, eta = 0.5, 0.01
-    w = torch.tensor(W0, requires_grad=True)
-    opt = SAM([w], functools.partial(torch.optim.SGD, lr=LR), rho=rho, adaptive=True, eta=eta)
-    make_closure(w)()
-    g = grad(W0)
+    model = TinyLinear()
+    opt = SAM(model.parameters(), functools.partial(torch.optim.SGD, lr=LR), rho=rho,
+              adaptive=True, eta=eta, model=model)
+    model.loss().backward()
+    g_w, g_b = linear_grads(W0, B0)
     t = [abs(wi) + eta for wi in W0]
-    t_g_norm = norm([ti * gi for ti, gi in zip(t, g)])
-    expected = [rho * ti * ti * gi / t_g_norm for ti, gi in zip(t, g)]
-    ((p, e_w),) = opt.perturbation()
-    assert p is w
-    assert torch.allclose(e_w, torch.tensor(expected), atol=1e-7)
-    # and the step takes the gradient at w + e_w
-    w_adv = [wi + ei for wi, ei in zip(W0, expected)]
-    w_new, _ = sam_step(rho, adaptive=True, eta=eta)
-    assert torch.allclose(w_new, torch.tensor([wi - LR * gi for wi, gi in
-                                               zip(W0, grad(w_adv))]), atol=1e-6)
+    t_g_norm = norm([ti * gi for ti, gi in zip(t, g_w)] + [1.0 * g_b])
+    expected_w = [rho * ti * ti * gi / t_g_norm for ti, gi in zip(t, g_w)]
+    expected_b = rho * g_b / t_g_norm  # T = 1: not |b| + eta
+    e = {p: e_w for p, e_w in opt.perturbation()}
+    assert e.keys() == {model.weight, model.bias}
+    assert torch.allclose(e[model.weight], torch.tensor([expected_w]), atol=1e-7)
+    assert torch.allclose(e[model.bias], torch.tensor([expected_b]), atol=1e-7)
+    # and the step is SGD with the gradient taken at (w + e_w, b + e_b)
+    gw2, gb2 = linear_grads([wi + ei for wi, ei in zip(W0, expected_w)], B0 + expected_b)
+    opt.zero_grad()
+    opt.step(lambda: _backward(model.loss()))
+    assert torch.allclose(model.weight.detach(),
+                          torch.tensor([[wi - LR * gi for wi, gi in zip(W0, gw2)]]), atol=1e-6)
+    assert model.bias.item() == pytest.approx(B0 - LR * gb2, abs=1e-6)
+
+
+def _backward(loss: torch.Tensor) -> torch.Tensor:
+    loss.backward()
+    return loss
+
+
+def test_asam_names_decide_over_shapes_when_the_model_is_given():
+    # a BatchNorm weight is 1-d but named "weight": scaled; a 2-d parameter named otherwise
+    # (a positional embedding, say) is not
+    model = nn.Module()
+    model.norm = nn.BatchNorm1d(2)
+    model.pos_embedding = nn.Parameter(torch.tensor([[2.0, -3.0]]))
+    with torch.no_grad():
+        model.norm.weight.copy_(torch.tensor([2.0, -3.0]))
+    opt = SAM(model.parameters(), functools.partial(torch.optim.SGD, lr=LR), rho=1.0,
+              adaptive=True, eta=0.0, model=model)
+    for p in (model.norm.weight, model.norm.bias, model.pos_embedding):
+        p.grad = torch.ones_like(p)
+    e = {p: e_w for p, e_w in opt.perturbation()}
+    # T g: norm.weight (2, 3), norm.bias (1, 1), pos_embedding (1, 1): ||T g|| = sqrt(17)
+    n = math.sqrt(17.0)
+    assert torch.allclose(e[model.norm.weight], torch.tensor([4.0, 9.0]) / n)
+    assert torch.allclose(e[model.norm.bias], torch.tensor([1.0, 1.0]) / n)
+    assert torch.allclose(e[model.pos_embedding], torch.tensor([[1.0, 1.0]]) / n)
+
+
+def test_asam_without_a_model_treats_multi_dimensional_parameters_as_weights():
+    kernel = torch.tensor([[2.0, -3.0]], requires_grad=True)  # ndim 2: a weight
+    vector = torch.tensor([2.0, -3.0], requires_grad=True)  # ndim 1: T = 1
+    opt = SAM([kernel, vector], functools.partial(torch.optim.SGD, lr=LR), rho=1.0,
+              adaptive=True, eta=0.0)
+    kernel.grad, vector.grad = torch.ones(1, 2), torch.ones(2)
+    e = {p: e_w for p, e_w in opt.perturbation()}
+    n = math.sqrt(4.0 + 9.0 + 1.0 + 1.0)
+    assert torch.allclose(e[kernel], torch.tensor([[4.0, 9.0]]) / n)
+    assert torch.allclose(e[vector], torch.tensor([1.0, 1.0]) / n)
 
 
 def test_asam_with_eta_zero_does_not_perturb_zero_weights():
-    w = torch.tensor([0.0, 0.5, -1.0], requires_grad=True)
+    w = torch.tensor([[0.0, 0.5, -1.0]], requires_grad=True)  # 2-d: a weight without a model
     opt = SAM([w], functools.partial(torch.optim.SGD, lr=LR), rho=0.5, adaptive=True)
-    w.grad = torch.tensor([1.0, 1.0, 1.0])
+    w.grad = torch.tensor([[1.0, 1.0, 1.0]])
     ((_, e_w),) = opt.perturbation()
+    e_w = e_w.flatten()
     assert e_w[0] == 0 and e_w[1] != 0 and e_w[2] != 0
     # |w|-scaling: e_w[2] / e_w[1] = (1.0 / 0.5)^2
     assert (e_w[2] / e_w[1]).item() == pytest.approx(4.0)

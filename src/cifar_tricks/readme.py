@@ -41,11 +41,29 @@ def generated_blocks(with_models: bool = True) -> dict[str, str]:
     from .config import SETTINGS_TABLES, settings_table
 
     blocks = {name: settings_table(*spec) for name, spec in SETTINGS_TABLES.items()}
+    blocks["deviations-table"] = deviations_table()
     if with_models:
         from .models import model_table
 
         blocks["model-table"] = model_table()
     return blocks
+
+
+def deviations_table() -> str:
+    """Every place a stored ablation departs from what the seed's code ran, from the seed
+    tables (conf/seed_tables/): the shared ones once, then each table's own."""
+    import yaml
+
+    from .report.compare import SEED_TABLES
+    from .report.tables import markdown_table
+
+    rows = [["all", d["what"], d["seed"], d["ours"], d["why"]]
+            for d in yaml.safe_load((SEED_TABLES / "_common.yaml").read_text())["deviations"]]
+    for path in sorted(SEED_TABLES.glob("[!_]*.yaml")):
+        table = yaml.safe_load(path.read_text())
+        rows += [[f"`{path.stem}` (§{table['section']})", d["what"], d["seed"], d["ours"],
+                  d["why"]] for d in table.get("deviations", [])]
+    return markdown_table(["ablation", "what", "the seed's code", "here", "why"], rows)
 
 
 def main(argv: list[str] | None = None) -> None:

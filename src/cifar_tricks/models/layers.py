@@ -284,35 +284,45 @@ def shake_shake(a: torch.Tensor, b: torch.Tensor, training: bool) -> torch.Tenso
 
 
 class ShakeDropFunction(torch.autograd.Function):
-    """(b + alpha (1 - b)) x forward and (b + beta (1 - b)) g backward, with a per-sample gate
+    """(b + alpha (1 - b)) x forward and (b + beta (1 - b)) g backward, with a gate
     b ~ Bernoulli(1 - p), alpha ~ U(-1, 1) and an independent beta ~ U(0, 1) (Yamada et al.
-    2018)."""
+    2018). alpha and beta are drawn per sample; the gate per sample (`gate_per_sample`, the
+    default) or once for the whole mini-batch (False, what the seed's PyramidNet did)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-        gate = _per_sample(x, torch.empty).bernoulli_(1.0 - drop_prob)
+    def forward(ctx, x: torch.Tensor, drop_prob: float,
+                gate_per_sample: bool = True) -> torch.Tensor:
+        gate_shape = (x.shape[0] if gate_per_sample else 1,) + (1,) * (x.dim() - 1)
+        gate = torch.empty(gate_shape, device=x.device, dtype=x.dtype).bernoulli_(1.0 - drop_prob)
         alpha = _per_sample(x, torch.empty).uniform_(-1.0, 1.0)
         ctx.save_for_backward(gate)
         return (gate + alpha * (1 - gate)) * x
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (gate,) = ctx.saved_tensors
-        beta = torch.rand_like(gate)
-        return (gate + beta * (1 - gate)) * grad, None
+        beta = _per_sample(grad, torch.rand)  # per sample even when the gate is per batch
+        return (gate + beta * (1 - gate)) * grad, None, None
 
 
 class ShakeDrop(nn.Module):
-    """ShakeDrop on a residual branch; evaluation uses the expectation (1 - p) x."""
+    """ShakeDrop on a residual branch; evaluation uses the expectation (1 - p) x.
 
-    def __init__(self, drop_prob: float) -> None:
+    Args:
+        drop_prob: p, the probability that the gate is off (the branch is shaken).
+        gate_per_sample: draw the gate b per sample (True) or one gate per mini-batch (False:
+            every sample of a batch is shaken or none is, as in the seed's PyramidNet code);
+            alpha and beta are per sample either way.
+    """
+
+    def __init__(self, drop_prob: float, gate_per_sample: bool = True) -> None:
         super().__init__()
-        self.drop_prob = drop_prob
+        self.drop_prob, self.gate_per_sample = drop_prob, gate_per_sample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            return ShakeDropFunction.apply(x, self.drop_prob)
+            return ShakeDropFunction.apply(x, self.drop_prob, self.gate_per_sample)
         return (1.0 - self.drop_prob) * x
 
     def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
+        return f"drop_prob={self.drop_prob}, gate_per_sample={self.gate_per_sample}"

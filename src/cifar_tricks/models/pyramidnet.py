@@ -13,8 +13,11 @@ ShakeDrop paper's PyramidNet-110.
 Fix: the original built the zero channels of the shortcut as `torch.cuda.FloatTensor` (and drew
 ShakeDrop's randomness the same way), so it ran on GPUs only, even in eval; here the padding is
 made on the input's device and dtype and `layers.ShakeDrop` draws on the input's device, so the
-model runs on CPU and CUDA. Parameter counts are unchanged. Unlike the seed, which drew one
-ShakeDrop gate per mini-batch, the shared `layers.ShakeDrop` draws one gate per sample.
+model runs on CPU and CUDA. Parameter counts are unchanged.
+
+ShakeDrop's gate: the seed drew one gate b per mini-batch (every sample of a batch shaken or none;
+alpha and beta per sample); the ShakeDrop paper and the default here (`gate_per_sample=True`) draw
+one per sample. `gate_per_sample=False` (`model.gate_per_sample=false`) re-creates the seed.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class PyramidBasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1,
-                 drop_prob: float = 0.0) -> None:
+                 drop_prob: float = 0.0, gate_per_sample: bool = True) -> None:
         super().__init__()
         self.stride, self.out_planes = stride, planes
         self.residual = nn.Sequential(
@@ -57,7 +60,7 @@ class PyramidBasicBlock(nn.Module):
             nn.Conv2d(planes, planes, 3, padding=1, bias=False),
             nn.BatchNorm2d(planes),
         )
-        self.shake_drop = ShakeDrop(drop_prob)
+        self.shake_drop = ShakeDrop(drop_prob, gate_per_sample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shake_drop(self.residual(x))
@@ -70,7 +73,7 @@ class PyramidBottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1,
-                 drop_prob: float = 0.0) -> None:
+                 drop_prob: float = 0.0, gate_per_sample: bool = True) -> None:
         super().__init__()
         self.stride, self.out_planes = stride, planes * self.expansion
         self.residual = nn.Sequential(
@@ -84,7 +87,7 @@ class PyramidBottleneck(nn.Module):
             nn.Conv2d(planes, self.out_planes, 1, bias=False),
             nn.BatchNorm2d(self.out_planes),
         )
-        self.shake_drop = ShakeDrop(drop_prob)
+        self.shake_drop = ShakeDrop(drop_prob, gate_per_sample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shake_drop(self.residual(x))
@@ -101,11 +104,14 @@ class PyramidNet(Classifier):
         block: PyramidBottleneck or PyramidBasicBlock.
         max_drop_prob: ShakeDrop probability of the last block; block l gets max * l / L.
         num_classes: outputs of the linear head.
+        gate_per_sample: ShakeDrop's gate per sample (True) or one per mini-batch (False, the
+            seed's code).
     """
 
     def __init__(self, blocks_per_stage: int, alpha: float,
                  block: type[PyramidBasicBlock | PyramidBottleneck] = PyramidBottleneck,
-                 max_drop_prob: float = 0.5, num_classes: int = 10) -> None:
+                 max_drop_prob: float = 0.5, num_classes: int = 10,
+                 gate_per_sample: bool = True) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
@@ -118,7 +124,8 @@ class PyramidNet(Classifier):
             for j in range(blocks_per_stage):
                 width += alpha / num_blocks
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(block(in_planes, int(round(width)), stride, next(drop_probs)))
+                blocks.append(block(in_planes, int(round(width)), stride, next(drop_probs),
+                                    gate_per_sample))
                 in_planes = int(round(width)) * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
@@ -136,23 +143,29 @@ class PyramidNet(Classifier):
 
 
 def _build_pyramidnet(depth: int, alpha: float, bottleneck: bool, max_drop_prob: float,
-                      num_classes: int, **kwargs: Any) -> PyramidNet:
+                      num_classes: int, gate_per_sample: bool, **kwargs: Any) -> PyramidNet:
     """PyramidNet-``depth``: depth = 9n + 2 with bottlenecks (3 convs), 6n + 2 with basic blocks."""
     block, convs = (PyramidBottleneck, 3) if bottleneck else (PyramidBasicBlock, 2)
     if (depth - 2) % (3 * convs):
         raise ValueError(f"PyramidNet depth must be {3 * convs}n+2 for this block, got {depth}")
     return PyramidNet((depth - 2) // (3 * convs), alpha, block, max_drop_prob,
-                      num_classes=num_classes, **kwargs)
+                      num_classes=num_classes, gate_per_sample=gate_per_sample, **kwargs)
 
 
 @register_model
-def pyramidnet272(num_classes: int = 10, max_drop_prob: float = 0.5, **kwargs: Any) -> PyramidNet:
-    """PyramidNet-272 (alpha 200, bottleneck) + ShakeDrop, 26.2M params."""
-    return _build_pyramidnet(272, 200, True, max_drop_prob, num_classes, **kwargs)
+def pyramidnet272(num_classes: int = 10, max_drop_prob: float = 0.5,
+                  gate_per_sample: bool = True, **kwargs: Any) -> PyramidNet:
+    """PyramidNet-272 (alpha 200, bottleneck) + ShakeDrop, 26.2M params. `gate_per_sample`:
+    ShakeDrop's gate per sample (True) or per mini-batch (False, the seed's code)."""
+    return _build_pyramidnet(272, 200, True, max_drop_prob, num_classes, gate_per_sample,
+                             **kwargs)
 
 
 @register_model
-def pyramidnet110(num_classes: int = 10, max_drop_prob: float = 0.5, **kwargs: Any) -> PyramidNet:
+def pyramidnet110(num_classes: int = 10, max_drop_prob: float = 0.5,
+                  gate_per_sample: bool = True, **kwargs: Any) -> PyramidNet:
     """PyramidNet-110 (alpha 270, basic blocks) + ShakeDrop, the ShakeDrop paper's model; 28.5M
-    params (the paper rounds to 28.3M)."""
-    return _build_pyramidnet(110, 270, False, max_drop_prob, num_classes, **kwargs)
+    params (the paper rounds to 28.3M). `gate_per_sample`: ShakeDrop's gate per sample (True) or
+    per mini-batch (False, the seed's code)."""
+    return _build_pyramidnet(110, 270, False, max_drop_prob, num_classes, gate_per_sample,
+                             **kwargs)

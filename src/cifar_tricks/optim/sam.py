@@ -13,6 +13,15 @@ ASAM makes the ball scale-invariant with the element-wise operator T_w = |w| + e
 
     e(w) = rho * T_w^2 g / ||T_w g||_2       (ASAM's usual rho is 0.5, eta 0.01 on CIFAR)
 
+As in the official implementation (SamsungLabs/ASAM, `asam.py`, `ASAM.ascent_step`), T_w = |w| +
+eta applies only to the *weights*: parameters whose qualified name in `model.named_parameters()`
+contains "weight" (conv, linear and normalisation weights). Every other parameter (biases,
+positional embeddings, ...) gets T = 1, i.e. its entries of e(w) are rho * g / ||T g||. The norm
+||T g|| runs over all of them together, scaled and unscaled entries alike (the official
+`wgrad_norm`). A parameter SAM cannot name (no `model` given, or a parameter the model does not
+hold) counts as a weight when it has more than one dimension (`p.ndim > 1`: conv / linear
+kernels), which agrees with the name rule except on normalisation weights (1-d, named "weight").
+
 The wrapper follows davda54/sam: it is an `Optimizer` whose `param_groups` *are* the base
 optimizer's, so an lr scheduler built on the SAM object drives the base optimizer's lr, and it
 keeps no state of its own across steps (checkpoints hold the base optimizer's state only).
@@ -26,7 +35,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
-__all__ = ["SAM", "disable_running_stats", "enable_running_stats"]
+__all__ = ["SAM", "disable_running_stats", "enable_running_stats", "is_weight"]
 
 # Attribute names the BN bypass stores on each BatchNorm module while the stats are frozen.
 _MOMENTUM = "_sam_backup_momentum"
@@ -70,10 +79,14 @@ class SAM(Optimizer):
             factory called with the param groups, e.g. `functools.partial(SGD, lr=0.1)` (a Hydra
             `_partial_: true` config).
         rho: radius of the neighbourhood (0.05 for SAM on CIFAR; 0.5 is usual for ASAM).
-        adaptive: ASAM's element-wise scaling by `|w| + eta`.
-        eta: ASAM's offset, so that zero weights (biases at init) still get perturbed.
-        model: the model the closure runs; its BatchNorm running statistics are frozen during the
-            second forward, so they are updated once per step, at w, as without SAM.
+        adaptive: ASAM's element-wise scaling by `|w| + eta`, applied (as in the official
+            code) to weights only: parameters whose name in `model.named_parameters()` contains
+            "weight"; the others get T = 1. Without `model` (or for a parameter the model does
+            not hold) a parameter counts as a weight when `p.ndim > 1`.
+        eta: ASAM's offset, so that zero weights still get perturbed.
+        model: the model the closure runs. Its BatchNorm running statistics are frozen during
+            the second forward, so they are updated once per step, at w, as without SAM; and its
+            parameter names tell ASAM which parameters are weights.
 
     `rho`, `adaptive` and `eta` are per-group settings, so a param group may override them.
     The closure must run forward and backward without zeroing the gradients (the caller zeroes
@@ -108,14 +121,18 @@ class SAM(Optimizer):
         """`(param, e_w)` for every parameter with a gradient, from the current gradients.
 
         One norm over all groups (the paper's ||g|| is over the whole weight vector); each
-        group scales with its own rho / adaptive / eta. The norm stays on the device: no sync.
+        group scales with its own rho / adaptive / eta. With `adaptive`, T_w = |w| + eta for
+        weights (`is_weight`) and T = 1 for the other parameters. The norm stays on the device:
+        no sync.
         """
+        names = self._parameter_names() if any(g["adaptive"] for g in self.param_groups) else {}
         scaled: list[tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                t_w = p.abs().add_(group["eta"]) if group["adaptive"] else None
+                adaptive = group["adaptive"] and is_weight(p, names.get(id(p)))
+                t_w = p.abs().add_(group["eta"]) if adaptive else None
                 scaled.append((group, p, p.grad if t_w is None else t_w * p.grad, t_w))
         if not scaled:
             return []
@@ -130,6 +147,12 @@ class SAM(Optimizer):
             e_w = (t_g if t_w is None else t_g * t_w) * scale.to(p.dtype)
             out.append((p, e_w))
         return out
+
+    def _parameter_names(self) -> dict[int, str]:
+        """`id(param) -> qualified name` for the model's parameters (empty without a model)."""
+        if self.model is None:
+            return {}
+        return {id(p): name for name, p in self.model.named_parameters()}
 
     @torch.no_grad()
     def step(self,  # type: ignore[override]
@@ -184,6 +207,14 @@ class SAM(Optimizer):
         for group in self.param_groups:
             for name in ("rho", "adaptive", "eta"):
                 group.setdefault(name, self.defaults[name])
+
+
+def is_weight(param: torch.Tensor, name: str | None) -> bool:
+    """Whether ASAM scales `param` by |w| + eta: the official rule, "weight" in its qualified
+    name; for a parameter without a name (no model given), the fallback `param.ndim > 1`."""
+    if name is not None:
+        return "weight" in name
+    return param.ndim > 1
 
 
 def check_neighbourhood(rho: float, eta: float) -> None:

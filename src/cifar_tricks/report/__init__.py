@@ -31,24 +31,44 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .columns import COLUMNS, Column
+from .columns import COLUMNS, Column, report_columns
+from .compare import (
+    COMPARISON_HEADER,
+    baseline_columns,
+    find_baseline,
+    load_seed_table,
+    parse_baseline,
+    seed_section,
+    seed_table_rows,
+)
 from .optuna_study import optuna_section, plot_optuna_history
 from .plots import mean_curve, plot_curves, plot_summary
 from .runs import Configuration, Job, collect_jobs, find_axes, group_by_configuration, read_metrics
 from .stats import format_mean_std, mean_std
-from .tables import configuration_status, format_table, markdown_table, write_csv
+from .tables import (
+    configuration_status,
+    format_table,
+    latex_table,
+    markdown_table,
+    table_rows,
+    write_csv,
+)
 
 __all__ = ["COLUMNS", "Column", "Configuration", "Job", "collect_jobs", "configuration_status",
            "find_axes", "format_mean_std", "format_table", "group_by_configuration", "main",
            "markdown_table", "mean_curve", "mean_std", "optuna_section", "plot_curves",
            "plot_optuna_history", "plot_summary", "read_metrics", "write_csv", "write_report"]
 
-OUTPUT_FILES = ("report.md", "report.csv", "curves.png", "summary.png", "optuna_history.png")
+OUTPUT_FILES = ("report.md", "report.csv", "report.tex", "curves.png", "summary.png",
+                "optuna_history.png")
 
 
-def write_report(sweep_dir: Path) -> str:
+def write_report(sweep_dir: Path, baseline: str | None = None, latex: bool = False) -> str:
     """Write report.md, report.csv, curves.png, summary.png (and the Optuna parts) into
-    `sweep_dir`; returns the markdown. Raises FileNotFoundError when there is nothing to report."""
+    `sweep_dir`; returns the markdown. `baseline` ('aug=[]') adds a comparison of every
+    configuration with the one it names; an ablation sweep gets the seed's table beside ours;
+    `latex` also writes report.tex. Raises FileNotFoundError when there is nothing to report,
+    ValueError when the baseline names no single configuration."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir} is not a folder: give the sweep folder "
@@ -59,9 +79,30 @@ def write_report(sweep_dir: Path) -> str:
         raise FileNotFoundError(f"no job found under {sweep_dir}: a job is a folder holding "
                                 f"summary.json or .hydra/overrides.yaml")
     parts = [f"# Report: {sweep_dir}", ""]
+    tex: list[str] = []
     if jobs:
         configurations = group_by_configuration(jobs)
-        parts.append(format_table(jobs, configurations))
+        extra = None
+        if baseline is not None:
+            base = find_baseline(configurations, parse_baseline(baseline))
+            extra = (COMPARISON_HEADER, lambda c: baseline_columns(c, base))
+            parts += [f"Each configuration's test acc against the baseline `{baseline}`: the "
+                      f"difference of means, its 95% confidence interval and the p-value of "
+                      f"Welch's t-test over seeds; `within noise` when p >= 0.05.", ""]
+        parts.append(format_table(jobs, configurations, extra=extra))
+        if latex:
+            axes, _ = find_axes(configurations)
+            counted = [j for c in configurations for j in c.jobs]
+            tex.append(latex_table(*table_rows(
+                configurations, axes, [c for c in report_columns() if c.in_md(counted)],
+                extra)))
+        table = load_seed_table(ablation) if (ablation := _ablation_of(jobs)) else None
+        if table is not None:
+            counted = [j for c in configurations for j in c.jobs]
+            parts += ["", seed_section(table, counted)]
+            if latex:
+                header, cells, _ = seed_table_rows(table, counted)
+                tex.append(latex_table(header, cells))
         write_csv(jobs, configurations, sweep_dir / "report.csv")
         plot_curves(configurations, sweep_dir / "curves.png")
         plot_summary(configurations, sweep_dir / "summary.png")
@@ -71,7 +112,16 @@ def write_report(sweep_dir: Path) -> str:
         parts += ["", optuna_section(sweep_dir, sweep_dir / "optuna_history.png")]
     text = "\n".join(parts).rstrip() + "\n"
     (sweep_dir / "report.md").write_text(text)
+    if latex:
+        (sweep_dir / "report.tex").write_text("\n\n".join(tex) + "\n")
     return text
+
+
+def _ablation_of(jobs: Sequence[Job]) -> str | None:
+    """The stored ablation the sweep ran (its jobs' `ablation` choice), if any."""
+    names = {(j.get("choices") or {}).get("ablation") for j in jobs if j.summary is not None}
+    names.discard(None)
+    return names.pop() if len(names) == 1 else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,10 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Turn a sweep folder (or a folder of single runs) into report.md, "
                     "report.csv, curves.png, summary.png (and optuna_history.png).")
     parser.add_argument("sweep_dir", type=Path, help="the sweep folder (hydra.sweep.dir)")
+    parser.add_argument("--baseline", metavar="'KEY=VALUE ...'",
+                        help="compare every configuration with this one: Welch's t-test over "
+                             "seeds, 95%% CI of the difference (e.g. --baseline 'aug=[]')")
+    parser.add_argument("--format", choices=("md", "latex"), default="md",
+                        help="latex: also write report.tex, the tables as booktabs tabulars")
     args = parser.parse_args(argv)
     try:
-        text = write_report(args.sweep_dir)
-    except FileNotFoundError as e:
+        text = write_report(args.sweep_dir, args.baseline, latex=args.format == "latex")
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(text, end="")

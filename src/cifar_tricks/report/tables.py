@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..run_folder import Status
 from .columns import Column, report_columns
@@ -58,19 +58,51 @@ def configuration_status(config: Configuration) -> str:
 # ---------------------------------------------------------------------------- report.md
 
 
+# extra cells after the columns: (their headers, a configuration's cells)
+Extra = tuple[Sequence[str], Callable[[Configuration], Sequence[str]]]
+
+
 def table_rows(configurations: Sequence[Configuration], axes: Sequence[str],
-               columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
+               columns: Sequence[Column],
+               extra: Extra | None = None) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the paper table, one row per configuration: its values on the swept
-    axes, each column's cell (aggregated over the completed jobs), the status of the others."""
-    header = [*axes, *(c.md_header for c in columns), "status"]
+    axes, each column's cell (aggregated over the completed jobs), `extra` cells (a comparison
+    with a baseline), the status of the others."""
+    header = [*axes, *(c.md_header for c in columns), *(extra[0] if extra else ()), "status"]
     rows = []
     for config in configurations:
         ov = config.overrides
         row = [short_value(ov[a]) if a in ov else MISSING for a in axes]
         row += [c.md_cell(config) for c in columns]
+        row += list(extra[1](config)) if extra else []
         row.append(configuration_status(config))
         rows.append(row)
     return header, rows
+
+
+LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+         "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+         "^": r"\textasciicircum{}", "±": r"$\pm$", "√": r"\checkmark", "—": "--",
+         "−": "$-$", "Δ": r"$\Delta$"}
+
+
+def latex_cell(text: Any) -> str:
+    return "".join(LATEX.get(ch, ch) for ch in str(text))
+
+
+def latex_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A booktabs LaTeX tabular of the same cells (`\\usepackage{booktabs,amssymb}`)."""
+    align = "".join("r" if _numeric(rows, i) else "l" for i in range(len(header)))
+    lines = [f"\\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(latex_cell(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def _numeric(rows: Sequence[Sequence[str]], i: int) -> bool:
+    cells = [r[i] for r in rows if r[i] != MISSING]
+    return bool(cells) and all(finite(c.split(" ")[0]) is not None for c in cells)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -86,9 +118,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | None = None,
-                 columns: Sequence[Column] | None = None) -> str:
+                 columns: Sequence[Column] | None = None, extra: Extra | None = None) -> str:
     """The markdown report body: counts, constant overrides, the configuration table and the
-    list of jobs that did not complete. `columns` defaults to the report's column list."""
+    list of jobs that did not complete. `columns` defaults to the report's column list; `extra`
+    adds cells after them (a comparison with a baseline)."""
     configurations = list(configurations or group_by_configuration(jobs))
     columns = report_columns() if columns is None else list(columns)
     axes, constant = find_axes(configurations)
@@ -105,7 +138,7 @@ def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | 
     lines += ["", "Test acc is the final-epoch test accuracy (%), mean ± std (sample std, n-1) "
               "over the n completed seeds. Best-epoch test acc picks its epoch on the test set "
               "and is not a number to report.", ""]
-    header, rows = table_rows(configurations, axes, [c for c in columns if c.in_md(jobs)])
+    header, rows = table_rows(configurations, axes, [c for c in columns if c.in_md(jobs)], extra)
     lines.append(markdown_table(header, rows))
     unfinished = [j for j in jobs if j.status is not Status.completed]
     if unfinished:

@@ -13,7 +13,8 @@ __all__ = ["SharpnessAware"]
 
 
 class SharpnessAware(Trick):
-    """`trick=[sam]` (rho 0.05) or `trick=[asam]` (adaptive, rho 0.5, eta 0.01).
+    """`trick=[sam]` (rho 0.05) or `trick=[asam]` (adaptive, rho 0.5, eta 0.01: the neighbourhood
+    scaled by |w| + eta on weight tensors, 1 on biases, as SamsungLabs/ASAM does).
 
     The scheduler is built on the wrapper, whose param groups are the base optimizer's, so the
     schedule drives the base lr; BatchNorm statistics update in the first forward only.
