@@ -223,8 +223,10 @@ def seed_section(table: SeedTable, jobs: Sequence[Job]) -> str:
     deviations of our recipe from what the seed's code ran."""
     header, cells, unmatched = seed_table_rows(table, jobs)
     lines = [f"## The seed's table: README §{table.section} {table.title}", "",
-             f"The seed trained: {table.setting}. Its numbers are single runs; ours are the "
-             f"final epoch, mean ± std (sample std) over the n seeds. "
+             f"The seed trained: {table.setting}. "
+             + ("Its numbers are single runs; " if any(r.seed for r in table.rows) else
+                "It published no numbers for this table; ")
+             + "ours are the final epoch, mean ± std (sample std) over the n seeds. "
              + (f"Each row is tested against the row `{table.baseline}` with Welch's t-test "
                 f"over seeds (95% confidence interval of the difference)." if table.baseline
                 else "The rows are different models: no row is a baseline for the others."),
