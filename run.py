@@ -23,5 +23,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    jobs.check_command_line(sys.argv[1:])
+    sys.argv[1:] = jobs.command_line(sys.argv[1:])
     main()

@@ -175,12 +175,36 @@ def test_same_seed_and_epoch_give_the_same_batches():
 def test_ranks_take_disjoint_shards_that_cover_the_epoch():
     split = indexed_split(128)
     shards = []
-    for rank in (0, 1):
-        loader = identity_loader(split, batch_size=16, train=True, seed=1, rank=rank, world_size=2)
+    for rank in (0, 1):  # batch_size is the global batch: 32 = 2 ranks x 16
+        loader = identity_loader(split, batch_size=32, train=True, seed=1, rank=rank, world_size=2)
         loader.set_epoch(4)
         assert len(loader) == 4
         shards.append(set(torch.cat([x[:, 0, 0, 0] for x, _ in loader]).long().tolist()))
     assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(128))
+
+
+def test_the_ranks_together_see_the_batches_of_one_process():
+    """Data parallel training sees, batch for batch, the images one process sees, with the same
+    crops and flips: the global batch is split, not resampled."""
+    data = synthetic(num_train=96)
+    common = dict(num_classes=10, batch_size=32, mean=data.mean, std=data.std, train=True,
+                  crop_padding=4, flip=True, seed=5)
+    single = BatchLoader(data.train, **common)
+    ranks = [BatchLoader(data.train, **common, rank=r, world_size=2) for r in (0, 1)]
+    for loader in (single, *ranks):
+        loader.set_epoch(2)
+    for (x, t), *parts in zip(single, *ranks):
+        assert torch.equal(x, torch.cat([p[0] for p in parts]))
+        assert torch.equal(t, torch.cat([p[1] for p in parts]))
+
+
+def test_evaluation_over_ranks_covers_every_image_once():
+    split = indexed_split(101)  # not divisible by the ranks
+    seen = []
+    for rank in range(3):
+        loader = identity_loader(split, batch_size=16, train=False, rank=rank, world_size=3)
+        seen += torch.cat([x[:, 0, 0, 0] for x, _ in loader]).long().tolist()
+    assert sorted(seen) == list(range(101))
 
 
 def test_drop_last_and_limit_batches():

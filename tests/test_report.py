@@ -338,3 +338,21 @@ def test_report_axes_show_values_a_job_did_not_have_to_override(tmp_path):
     header, rows = table((sweep / "report.md").read_text(), "optim.lr")
     assert sorted(rows) == ["0.01", "0.02"]
     assert rows["0.02"][header.index("test acc")] == "65.00"
+
+
+def test_the_process_count_is_a_column_only_when_the_sweep_mixes_counts(tmp_path, capsys):
+    """summary.json's world_size: 1 for a plain run, N under torchrun; a sweep whose runs all
+    used one count does not spend a column on it (older summaries, without the key, count 1)."""
+    sweep = tmp_path / "sweep"
+    make_job(sweep, ["optim.lr=0.1"], completed(90.0, 91.0, 99.0, 88.0, 0))
+    make_job(sweep, ["optim.lr=0.2"], {**completed(80.0, 80.0, 90.0, 70.0, 0), "world_size": 1})
+    assert main([str(sweep)]) == 0
+    header, _ = table((sweep / "report.md").read_text(), "optim.lr")
+    assert "processes" not in header
+
+    make_job(sweep, ["optim.lr=0.4"], {**completed(85.0, 85.0, 95.0, 75.0, 0), "world_size": 4})
+    assert main([str(sweep)]) == 0
+    header, rows = table((sweep / "report.md").read_text(), "optim.lr")
+    processes = header.index("processes")
+    assert {lr: cells[processes] for lr, cells in rows.items()} == {"0.1": "1", "0.2": "1",
+                                                                    "0.4": "4"}

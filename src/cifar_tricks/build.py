@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from . import distributed
 from .augment import BatchAugment, split_stages
 from .config import TrainerConfig, resolved
 from .data import BatchLoader, ImageData
@@ -163,8 +164,10 @@ def resolve_device(name: str) -> torch.device:
 
 def build_loaders(data: ImageData, settings: TrainerConfig, seed: int,
                   augments: Sequence[BatchAugment] = ()) -> Loaders:
-    """The training loader applies crop/flip and `augments` in their fixed stage order."""
-    common = dict(num_classes=data.num_classes, mean=data.mean, std=data.std)
+    """The training loader applies crop/flip and `augments` in their fixed stage order; under
+    torchrun each loader serves this process's part of the data."""
+    common = dict(num_classes=data.num_classes, mean=data.mean, std=data.std,
+                  rank=distributed.rank(), world_size=distributed.world_size())
     uint8_transforms, float_transforms = split_stages(augments)
     train = BatchLoader(data.train, batch_size=settings.batch_size, train=True, seed=seed,
                         crop_padding=data.crop_padding, flip=data.flip,
@@ -197,10 +200,14 @@ def build_run(cfg: DictConfig, overrides: Sequence[str] = (),
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     seed_everything(cfg.seed, settings.deterministic)
-    device = resolve_device(settings.device)
+    device = distributed.device_for(resolve_device(settings.device))
+    distributed.init(device)
 
     data = build(cfg.data, "data").to(device)
-    model = build(cfg.model, "model").to(device)
+    model = build(cfg.model, "model")
+    if settings.sync_bn and distributed.world_size() > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
     tricks = Tricks({name: build(node, f"trick.{name}") for name, node in cfg.trick.items()})
     tricks.setup_model(model)  # weight init, the EMA copy
     augments = build_augments(cfg)

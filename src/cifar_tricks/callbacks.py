@@ -6,6 +6,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from . import distributed
 from .errors import CifarTricksError
 from .run_folder import claim
 
@@ -22,9 +23,11 @@ class ClaimRunFolder(Callback):
         from .jobs import exit_with
         from .validate import validate
 
+        distributed.adopt_scheduler_environment()
         try:
             validate(config)
-            claim(config.hydra.run.dir)
+            if distributed.is_main():  # the other ranks of a torchrun run never write here
+                claim(config.hydra.run.dir)
         except CifarTricksError as e:
             # Hydra turns a callback's exception into a warning and goes on: exit instead
             exit_with(e)

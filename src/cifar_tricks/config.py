@@ -91,6 +91,8 @@ class TrainerConfig:
     channels_last: Optional[bool] = setting(None, "`null`: on for CUDA, off for CPU")
     compile: bool = setting(False, "`torch.compile` the model")
     deterministic: bool = setting(False, "deterministic kernels (reproducible on GPU, slower)")
+    sync_bn: bool = setting(False, "under torchrun, BatchNorm statistics over all processes "
+                                   "(SyncBatchNorm) instead of each process's share of the batch")
     num_threads: Optional[int] = setting(
         None, "torch CPU threads (`null`: torch's default; give each of N parallel CPU jobs "
               "cores/N)", at_least(1))

@@ -22,15 +22,18 @@ def job_dir(overrides: Sequence[str], sweep_dir: str) -> str:
 
     name = folder_name(job_overrides(list(overrides)))
     if _about_to_run_a_sweep_job():
+        from . import distributed
         from .config import compose
         from .errors import CifarTricksError
         from .jobs import exit_with
         from .run_folder import claim
         from .validate import validate
 
+        distributed.adopt_scheduler_environment()  # a job of several SLURM tasks: one writes
         try:
             validate(compose(list(overrides)))
-            claim(Path(sweep_dir) / name)
+            if distributed.is_main():
+                claim(Path(sweep_dir) / name)
         except CifarTricksError as e:  # one clear message, and the sweep stops here
             exit_with(e)
     return name

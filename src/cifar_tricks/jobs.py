@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import torch
 from omegaconf import DictConfig
 
+from . import distributed
 from .build import build_run
 from .config import check_multi_select, resolved
 from .errors import CifarTricksError, ConfigError
@@ -34,8 +35,7 @@ from .run_folder import RunFolder, Status, Summary, claimed
 from .train import autocast_for, fit
 from .validate import validate
 
-__all__ = ["Job", "MODES", "main", "train", "lr_find", "objective", "check_command_line",
-           "exit_with"]
+__all__ = ["Job", "MODES", "main", "train", "lr_find", "objective", "command_line", "exit_with"]
 
 log = logging.getLogger("cifar_tricks")
 
@@ -85,10 +85,10 @@ def train(cfg: DictConfig, job: Job) -> float | None:
     `interrupted`, the last checkpoint kept for a rerun to resume; the exception is re-raised.
     """
     _validate(cfg, job)
-    folder = RunFolder(job.output_dir)
+    folder = RunFolder(job.output_dir, writer=distributed.is_main())
     config = resolved(cfg)
     key = job_key(config)
-    with claimed(folder.path):
+    with claimed(folder.path) if folder.writer else contextlib.nullcontext():
         previous = folder.read_summary()
         if previous and previous.status.finished:
             if _same_job(previous, key, job.overrides) and not job.trial:
@@ -197,9 +197,16 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    distributed.adopt_scheduler_environment()  # a SLURM job of several tasks: its ranks
+    distributed.quiet_other_ranks()
     try:
         if cfg.mode not in MODES:
             raise ConfigError(f"mode={cfg.mode} is not a mode; choose one of {sorted(MODES)}")
+        if distributed.from_torchrun() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise ConfigError("torchrun trains one run over several processes; a sweep (-m) "
+                              "under it would run every job in every process. Sweep with a "
+                              "launcher instead (hydra/launcher=slurm with "
+                              "hydra.launcher.tasks_per_node=N runs each job over N processes)")
         return MODES[cfg.mode](cfg, Job.from_hydra(cfg))
     except CifarTricksError as e:
         if HydraConfig.get().mode != RunMode.RUN:
@@ -207,11 +214,13 @@ def main(cfg: DictConfig) -> float | None:
         exit_with(e)
 
 
-def check_command_line(arguments: list[str]) -> None:
-    """What Hydra cannot say well, checked before it starts: an unknown option of a
-    multi-select group (`aug=[cutot]`) ends with the list of options."""
+def command_line(arguments: list[str]) -> list[str]:
+    """The command line run.py hands Hydra. Checked first for what Hydra cannot say well (an
+    unknown option of a multi-select group, `aug=[cutot]`, ends with the list of options);
+    under torchrun every rank gets the same run folder and only rank 0 writes there."""
     try:
         check_multi_select(arguments)
+        return distributed.hydra_arguments(arguments)
     except ConfigError as e:
         exit_with(e)
 

@@ -77,6 +77,7 @@ class Summary:
     img_per_s: float | None = None
     peak_mem_mb: float | None = None  # accelerator memory; None on a CPU
     device: str | None = None
+    world_size: int = 1  # processes of one data-parallel run (torchrun)
     seed: int | None = None
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
     # what makes the job (identity.py): a digest of its identity, and the overrides that change
@@ -170,10 +171,14 @@ def _finite_or_none(value: Any) -> Any:
 
 
 class RunFolder:
-    """Reads and writes one run's outputs in `path` (Hydra's output dir of the job)."""
+    """Reads and writes one run's outputs in `path` (Hydra's output dir of the job).
 
-    def __init__(self, path: str | Path) -> None:
+    `writer=False` makes every write a no-op: the processes of a data-parallel run other than
+    rank 0 read the folder (to resume) and never write it."""
+
+    def __init__(self, path: str | Path, writer: bool = True) -> None:
         self.path = Path(path)
+        self.writer = writer
         self.checkpoint_path = self.path / "checkpoints" / "last.pt"
         self.summary_path = self.path / "summary.json"
         self.metrics_path = self.path / "metrics.csv"
@@ -190,6 +195,8 @@ class RunFolder:
         return Summary.from_dict(data) if isinstance(data, dict) else None
 
     def write_summary(self, summary: Summary) -> None:
+        if not self.writer:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         data = summary.to_dict()
         _atomic_write(self.summary_path, lambda f: json.dump(data, f, indent=2, sort_keys=False))
@@ -205,7 +212,7 @@ class RunFolder:
 
     def write_metrics(self, history: list[dict]) -> None:
         """Rewrite `metrics.csv` from the whole history (kept in the checkpoint), a row an epoch."""
-        if not history:
+        if not history or not self.writer:
             return
         columns = list(dict.fromkeys(k for row in history for k in row))
 
@@ -220,6 +227,8 @@ class RunFolder:
 
     def save_checkpoint(self, state: dict) -> None:
         """Write `state` (`checkpoint.make_checkpoint`) atomically as checkpoints/last.pt."""
+        if not self.writer:
+            return
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(self.checkpoint_path, state)
 

@@ -15,8 +15,10 @@ from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from . import distributed
 from .build import Run
 from .checkpoint import make_checkpoint, restore
 from .config import Precision, Progress
@@ -62,20 +64,27 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
+    # an optimizer that runs the closure several times per step (SAM: at w, then at w + e(w))
+    # needs the gradients of all processes only in the last pass
+    passes = getattr(optimizer, "closure_passes", 1)
+    ddp = net if isinstance(net, DDP) else getattr(net, "_orig_mod", None)  # compiled DDP
+    ddp = ddp if isinstance(ddp, DDP) else None
     start = time.perf_counter()
     for step, (images, targets) in enumerate(bar, 1):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        first: dict[str, torch.Tensor] = {}
+        first: dict[str, Any] = {}
 
         def closure(images=images, targets=targets, first=first) -> torch.Tensor:
-            # one forward-backward; SAM calls it twice, at w and at w + e(w)
-            with autocast():
-                logits = net(images)
-                loss = criterion(logits, targets, images)
-            loss.backward()
+            first["calls"] = first.get("calls", 0) + 1
+            local = ddp is not None and first["calls"] < passes
+            with ddp.no_sync() if local else contextlib.nullcontext():
+                with autocast():
+                    logits = net(images)
+                    loss = criterion(logits, targets, images)
+                loss.backward()
             tricks.after_backward(model, state)
-            if not first:  # report the loss and accuracy at w, as without SAM
+            if "loss" not in first:  # report the loss and accuracy at w, as without SAM
                 first.update(logits=logits.detach(), loss=loss.detach())
             return loss
 
@@ -88,23 +97,36 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
         correct += soft_accuracy(first["logits"], targets)
         seen += len(images)
         if step % run.settings.log_every == 0:
-            mean_loss = loss_sum.item() / seen
-            if not math.isfinite(mean_loss):
+            total_loss, total_correct, total_seen = _over_ranks(loss_sum, correct, seen)
+            mean_loss = total_loss / total_seen
+            if not math.isfinite(mean_loss):  # every rank sees the same sums: all stop
                 break
-            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{100 * correct.item() / seen:.1f}",
+            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{100 * total_correct / total_seen:.1f}",
                             lr=f"{optimizer.param_groups[0]['lr']:.3g}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
-    seen = max(seen, 1)
-    return {"train_loss": loss_sum.item() / seen, "train_acc": 100 * correct.item() / seen,
-            "epoch_time_s": elapsed, "img_per_s": seen / elapsed}
+    total_loss, total_correct, total_seen = _over_ranks(loss_sum, correct, seen)
+    total_seen = max(total_seen, 1)
+    return {"train_loss": total_loss / total_seen, "train_acc": 100 * total_correct / total_seen,
+            "epoch_time_s": elapsed, "img_per_s": total_seen / elapsed}
+
+
+def _over_ranks(loss_sum: torch.Tensor, correct: torch.Tensor,
+                seen: int) -> tuple[float, float, float]:
+    """Sums over all processes (one host read): loss x images, correct, images."""
+    totals = distributed.all_reduce_sum(
+        torch.stack([loss_sum.float(), correct.float(),
+                     torch.tensor(float(seen), device=loss_sum.device)]))
+    loss, right, count = totals.tolist()
+    return loss, right, count
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader, criterion: nn.Module,
              autocast: Callable[[], Any], channels_last: bool) -> tuple[float, float]:
-    """Mean loss and accuracy (%) over the loader, one host sync at the end."""
+    """Mean loss and accuracy (%) over the loader (over all processes' parts of the data under
+    torchrun), one host sync at the end."""
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device)
@@ -117,7 +139,8 @@ def evaluate(model: nn.Module, loader: BatchLoader, criterion: nn.Module,
         loss_sum += criterion(logits, targets) * len(images)
         correct += soft_accuracy(logits, targets)
         seen += len(images)
-    return loss_sum.item() / seen, 100 * correct.item() / seen
+    total_loss, total_correct, total_seen = _over_ranks(loss_sum, correct, seen)
+    return total_loss / total_seen, 100 * total_correct / total_seen
 
 
 # ------------------------------------------------------------------------------------ fit
@@ -140,20 +163,28 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
         run.model = run.model.to(memory_format=torch.channels_last)
         averaged = averaged.to(memory_format=torch.channels_last) if averaged else None
     autocast = autocast_for(device, settings.precision)
-    net = torch.compile(run.model) if settings.compile else run.model
+    main = distributed.is_main()  # the one process that writes the run folder
+    parallel = distributed.world_size() > 1
+    net = DDP(run.model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if parallel else run.model
+    net = torch.compile(net) if settings.compile else net
+    # evaluation runs on each process's share without collectives: not through the DDP wrapper
+    unwrapped_net = run.model if parallel else net
     eval_criterion = SoftTargetCrossEntropy()
     history: list[dict] = []
     start_epoch = 0
     if resume is not None:
         history, start_epoch = restore(run, resume)
-        folder.write_metrics(history)
+        if main:
+            folder.write_metrics(history)
         log.info("resuming %s from epoch %d/%d", folder.checkpoint_path, start_epoch,
                  settings.epochs)
     state = TrainState(epochs=settings.epochs, steps_per_epoch=len(loaders.train),
                        epoch=start_epoch, step=start_epoch * len(loaders.train))
 
     from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
-    writer = SummaryWriter(str(folder.tensorboard_dir), purge_step=start_epoch + 1)
+    writer = SummaryWriter(str(folder.tensorboard_dir), purge_step=start_epoch + 1) \
+        if main else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = _ProgressBar(settings.progress, settings.epochs)
@@ -172,10 +203,12 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
                             "good checkpoint is kept.", epoch, stats["train_loss"])
                 row.update(stats)
                 history.append(row)
-                folder.write_metrics(history)
+                if main:
+                    folder.write_metrics(history)
                 break
             row["train_loss"], row["train_acc"] = stats["train_loss"], stats["train_acc"]
-            evaluated = [("", averaged or net)] + ([("raw_", net)] if averaged else [])
+            evaluated = [("", averaged or unwrapped_net)] + \
+                ([("raw_", unwrapped_net)] if averaged else [])
             for prefix, evaluated_net in evaluated:
                 for name, loader in (("test", loaders.test), ("val", loaders.val)):
                     if loader is not None:
@@ -184,6 +217,8 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
             run.tricks.on_epoch_end(run.model, state, row)
             history.append(row)
+            if not main:
+                continue
             for key, value in row.items():
                 if key != "epoch":
                     writer.add_scalar(key.replace("_", "/", 1), value, epoch)
@@ -197,7 +232,8 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
         stop.summary = _summary(Status.interrupted, history, run)
         raise
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     return _summary(status, history, run)
 
 
@@ -226,6 +262,7 @@ def _summary(status: Status, history: list[dict], run: Run) -> Summary:
         peak_mem_mb=(torch.cuda.max_memory_allocated(device) / 2**20
                      if device.type == "cuda" else None),
         device=str(device),
+        world_size=distributed.world_size(),
         seed=run.seed,
         overrides=run.overrides,
         choices=run.choices,

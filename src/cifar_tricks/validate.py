@@ -29,6 +29,7 @@ import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from . import distributed
 from .build import build, build_augments, check_config, config_errors
 from .config import CifarConfig, ImageDataConfig, SyntheticConfig, TrainerConfig, as_yaml
 from .errors import ConfigError
@@ -58,9 +59,23 @@ def validate(cfg: DictConfig) -> None:
                           f"{image_size}x{image_size} images: allowed 0 to {image_size} (4 is "
                           f"the usual CIFAR padding)")
     check_config(cfg)
+    processes = distributed.world_size()
+    if cfg.trainer.batch_size % processes:
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} must be divisible by the "
+                          f"{processes} processes of this run: it is the global batch, split "
+                          f"evenly over them (e.g. trainer.batch_size="
+                          f"{cfg.trainer.batch_size // processes * processes or processes})")
+    if cfg.trainer.sync_bn and processes > 1 and not _cuda_run(cfg.trainer.device):
+        raise ConfigError("trainer.sync_bn=true needs CUDA: PyTorch's SyncBatchNorm runs on GPUs "
+                          "only; on CPU each process keeps its own BatchNorm statistics "
+                          "(trainer.sync_bn=false)")
     for path, node in _component_nodes(cfg):
         check_arguments(node, path, OWN_KEYS.get(path, set()))
     _build_without_data(cfg, image_size)
+
+
+def _cuda_run(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def _check_seed(seed: Any) -> None:

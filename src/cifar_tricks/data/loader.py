@@ -27,7 +27,8 @@ class BatchLoader:
     Args:
         split: images (uint8) and labels, already on the training device.
         num_classes: width of the one-hot targets.
-        batch_size: images per batch (per rank).
+        batch_size: images per batch: the global batch, over all ranks, when training (each of
+            `world_size` ranks takes `batch_size / world_size` of it); per rank when evaluating.
         mean, std: per-channel statistics in [0, 1] units.
         train: shuffle, drop the last partial batch and apply crop / flip / transforms.
         crop_padding: zero padding of the random crop (0 = no crop).
@@ -37,7 +38,12 @@ class BatchLoader:
         float_transforms: batch transforms applied after normalisation (erasing, mixing).
         seed: the data order and augmentation of epoch `e` depend only on (seed, e), so a
             resumed run sees exactly the batches an uninterrupted one would.
-        rank, world_size: this process's shard of every epoch's permutation (data parallel).
+        rank, world_size: this process's part of the data (data parallel). Training: every rank
+            draws the same permutation and the same crops and flips for each global batch and
+            keeps its contiguous slice, so the ranks together see exactly the batches of one
+            process; the other transforms draw from a generator of the rank's own (seeded by
+            seed, epoch and rank: reproducible, not correlated across ranks). Evaluation: rank r
+            takes images r, r + world_size, ... (all of them over the ranks).
         limit_batches: stop after this many batches per epoch (quick runs).
     """
 
@@ -50,6 +56,9 @@ class BatchLoader:
                  limit_batches: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if train and batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} must be divisible by world_size="
+                             f"{world_size}: it is the global batch, split evenly over the ranks")
         self.split, self.num_classes, self.batch_size = split, num_classes, batch_size
         self.train, self.seed, self.rank, self.world_size = train, seed, rank, world_size
         self.limit_batches = limit_batches
@@ -70,18 +79,16 @@ class BatchLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.split) // self.world_size
-        batches = n // self.batch_size if self.train else math.ceil(n / self.batch_size)
+        n = len(self.split)
+        if self.train:  # global batches, the same number on every rank
+            batches = n // self.batch_size
+        else:
+            batches = math.ceil(len(range(self.rank, n, self.world_size)) / self.batch_size)
         return min(batches, self.limit_batches) if self.limit_batches else batches
 
-    def _indices(self, generator: torch.Generator) -> torch.Tensor:
-        n = len(self.split)
-        order = (torch.randperm(n, device=self.device, generator=generator) if self.train
-                 else torch.arange(n, device=self.device))
-        per_rank = n // self.world_size
-        return order[self.rank * per_rank:(self.rank + 1) * per_rank]
-
-    def _crop_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _crop_flip(self, index: torch.Tensor, generator: torch.Generator,
+                   keep: slice = slice(None)) -> torch.Tensor:
+        """Crops and flips drawn for all of `index` (a global batch), gathered for `keep`."""
         h, w = self.split.images.shape[-2:]
         b, p = len(index), self.crop_padding
         dy = torch.randint(0, 2 * p + 1, (b,), device=self.device, generator=generator)
@@ -90,23 +97,34 @@ class BatchLoader:
             index = index + len(self.split) * torch.randint(0, 2, (b,), device=self.device,
                                                             generator=generator)
         windows = self._source.unfold(2, h, 1).unfold(3, w, 1)  # (2N, C, 2p+1, 2p+1, H, W), a view
-        return windows[index, :, dy, dx]
+        return windows[index[keep], :, dy[keep], dx[keep]]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator(self.device).manual_seed(self.seed * 100_003 + self.epoch)
-        order = self._indices(generator)
+        key = self.seed * 100_003 + self.epoch
+        generator = torch.Generator(self.device).manual_seed(key)  # the same on every rank
         labels = self.split.labels
+        if not self.train:
+            order = torch.arange(self.rank, len(self.split), self.world_size, device=self.device)
+            for i in range(len(self)):
+                index = order[i * self.batch_size:(i + 1) * self.batch_size]
+                targets = F.one_hot(labels[index], self.num_classes).float()
+                images = self.split.images[index].float().sub_(self._offset).mul_(self._scale)
+                yield images, targets
+            return
+        order = torch.randperm(len(self.split), device=self.device, generator=generator)
+        share = self.batch_size // self.world_size
+        keep = slice(self.rank * share, (self.rank + 1) * share)
+        # one process: its generator goes on to the transforms, as it always did
+        own = generator if self.world_size == 1 else \
+            torch.Generator(self.device).manual_seed(key * 1_000_003 + self.rank + 1)
         for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            batch = order[i * self.batch_size:(i + 1) * self.batch_size]
+            index = batch[keep]
             targets = F.one_hot(labels[index], self.num_classes).float()
-            if self.train:
-                images = self._crop_flip(index, generator)
-                for t in self.uint8_transforms:
-                    images, targets = t(images, targets, generator)
-            else:
-                images = self.split.images[index]
+            images = self._crop_flip(batch, generator, keep)
+            for t in self.uint8_transforms:
+                images, targets = t(images, targets, own)
             images = images.float().sub_(self._offset).mul_(self._scale)
-            if self.train:
-                for t in self.float_transforms:
-                    images, targets = t(images, targets, generator)
+            for t in self.float_transforms:
+                images, targets = t(images, targets, own)
             yield images, targets

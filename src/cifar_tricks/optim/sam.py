@@ -93,6 +93,10 @@ class SAM(Optimizer):
     them before `step`) and return the loss; it may use autocast and clip the gradients.
     """
 
+    # the loop runs the closure twice per step; under DDP only the last pass needs the
+    # gradients of all processes (the ascent uses each process's own, as distributed SAM does)
+    closure_passes = 2
+
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict] | None,
                  base_optimizer: Callable[..., Optimizer] | Optimizer, rho: float = 0.05,
                  adaptive: bool = False, eta: float = 0.0, model: nn.Module | None = None) -> None:

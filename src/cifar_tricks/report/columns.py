@@ -123,6 +123,9 @@ COLUMNS: list[Column] = [
     Column("img_per_s", md=False),
     Column("model", md=False),
     Column("device", md=False),
+    # processes of a data-parallel run: shown when the sweep mixes them
+    Column("world_size", "processes", aggregate=plain("g"),
+           md=lambda jobs: len({j.get("world_size") or 1 for j in jobs}) > 1),
     Column("error", md=False),
     Column("job_key", md=False),  # the job's identity: equal keys are the same job
 ]
