@@ -4,25 +4,31 @@
 
 Every folder below the sweep folder that holds a `summary.json` or a `.hydra/overrides.yaml` is a
 job (so a folder of single runs works too). Jobs are grouped into configurations by their
-overrides minus `seed`, so replicates over seeds make one row. Written into the sweep folder:
+overrides minus `seed` and minus the settings that cannot change a result (data location,
+device, threads, logging, ...: identity.NON_RESULT_KEYS), so replicates over seeds make one row
+and the axes are the settings whose values differ. Written into the sweep folder:
 
-- `report.md`   one row per configuration: the swept axes, final-epoch test accuracy as
+- `report.md`   one row per configuration: the swept axes (long values shortened: `0.01235`,
+                `[autoaugment,…,mixup]`, `/data/…/cifar10/x`), final-epoch test accuracy as
                 mean ± std over seeds (sample std, n-1) with n, and the other metrics; jobs that
                 are not completed (running, diverged, failed) keep their place with their status.
                 Also printed to the terminal.
-- `report.csv`  one row per job: every override, the status, every metric.
+- `report.csv`  one row per job: every override and metric written whole, each column once.
 - `curves.png`  test accuracy and train loss against epoch, one line per configuration
                 (mean over the seeds that reached each epoch; partial runs included).
-- `summary.png` final test accuracy per configuration with std error bars.
+- `summary.png` final test accuracy per configuration: mean with std error bars, the value
+                above each point; the axis spans the data (and says so when it does not
+                start at 0).
 - for an Optuna sweep (`optuna.db` in the sweep folder): a trials table and the best parameters
   in `report.md`, and `optuna_history.png` (objective per trial and the running best).
 
 A sweep can be reported while it runs: a job without a summary, or with status `running`, is
 listed as running and its partial `metrics.csv` feeds the curves.
 
-The package, by concern: runs (reading jobs, grouping them), stats (mean ± std), columns (the
-one column list both tables follow), tables (report.md's and report.csv's writers), plots,
-optuna_study; this module writes the whole report and is the command line.
+The package, by concern: runs (reading jobs, grouping them), stats (mean ± std), display (how
+settings' values are shortened for reading), columns (the one column list both tables follow),
+tables (report.md's and report.csv's writers), plots, optuna_study, compare; this module writes
+the whole report and is the command line.
 """
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ from .compare import (
     seed_table_rows,
 )
 from .optuna_study import optuna_section, plot_optuna_history
-from .plots import mean_curve, plot_curves, plot_summary
+from .plots import curves_figure, mean_curve, plot_curves, plot_summary, summary_figure
 from .runs import Configuration, Job, collect_jobs, find_axes, group_by_configuration, read_metrics
 from .stats import format_mean_std, mean_std
 from .tables import (
@@ -55,9 +61,10 @@ from .tables import (
 )
 
 __all__ = ["COLUMNS", "Column", "Configuration", "Job", "collect_jobs", "configuration_status",
-           "find_axes", "format_mean_std", "format_table", "group_by_configuration", "main",
-           "markdown_table", "mean_curve", "mean_std", "optuna_section", "plot_curves",
-           "plot_optuna_history", "plot_summary", "read_metrics", "write_csv", "write_report"]
+           "curves_figure", "find_axes", "format_mean_std", "format_table",
+           "group_by_configuration", "main", "markdown_table", "mean_curve", "mean_std",
+           "optuna_section", "plot_curves", "plot_optuna_history", "plot_summary", "read_metrics",
+           "summary_figure", "write_csv", "write_report"]
 
 OUTPUT_FILES = ("report.md", "report.csv", "report.tex", "curves.png", "summary.png",
                 "optuna_history.png")

@@ -233,7 +233,7 @@ def seed_section(table: SeedTable, jobs: Sequence[Job]) -> str:
              "", markdown_table(header, cells)]
     if unmatched:
         lines += ["", "Jobs of this sweep that are no row of the seed's table: "
-                  + ", ".join(f"`{j.path.name}`" for j in unmatched) + "."]
+                  + ", ".join(f"`{j.name}`" for j in unmatched) + "."]
     for note in table.notes:
         lines += ["", note]
     if table.deviations:

@@ -93,7 +93,8 @@ def plot_optuna_history(studies: Sequence[Any], path: Path) -> None:
                 running.append(best)
             ax.plot(numbers, values, "o", label="objective", alpha=0.8)
             ax.step(numbers, running, where="post", color="tab:red", label="best so far")
-            ax.legend(fontsize="small")
+            # beside the panel: inside, it would cover trials wherever it went
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         else:
             ax.text(0.5, 0.5, "no finished trial yet", ha="center", va="center",
                     transform=ax.transAxes)

@@ -4,8 +4,10 @@
 A folder is a job when it holds a `summary.json` or a `.hydra/overrides.yaml`; one without a
 summary yet (or with an unreadable one) is a running job, so a sweep can be reported while it runs.
 A job's overrides are the ones that make it (`Summary.job_overrides`, spelled one way), so
-`data.root=...` is no axis and a default `seed=0` no configuration of its own; a configuration
-counts each seed once, however many folders hold it.
+`data.root=...` is no axis and a default `seed=0` no configuration of its own; a job read from
+Hydra's record of its command line (no summary yet, or one written before jobs had identities)
+drops the settings that cannot change a result (`identity.NON_RESULT_KEYS`) likewise. A
+configuration counts each seed once, however many folders hold it.
 """
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ import csv
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from ..identity import MULTI_SELECT_GROUPS, render_value
+from ..identity import MULTI_SELECT_GROUPS, is_result_key, render_value
 from ..run_folder import RunFolder, Status, Summary
-from .stats import finite, short_value
+from .stats import finite
 
 __all__ = ["SEED_KEY", "Configuration", "Job", "collect_jobs", "find_axes",
            "group_by_configuration", "read_metrics"]
@@ -35,6 +37,10 @@ class Job:
     overrides: dict[str, str]
     summary: Summary | None
     metrics: list[dict[str, float | None]] = field(default_factory=list)
+    name: str = ""  # the folder relative to the reported one (`2026-01-01/12-00-00`)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path.name
 
     @property
     def status(self) -> Status:
@@ -59,28 +65,44 @@ class Job:
 
     def setting(self, key: str) -> str | None:
         """The job's value of a setting it did not override (a value its experiment sets, or
-        the default): from its .hydra/config.yaml, or its summary's group choices."""
+        the default): a group's choice (`model` -> `lenet`, not the model's config) from its
+        summary or Hydra's record, any other setting from its .hydra/config.yaml."""
         if key in self.overrides:
             return self.overrides[key]
         if key == SEED_KEY:
             return self.seed
-        node: Any = self._config()
+        choices = self._choices()
+        if key in choices and key not in MULTI_SELECT_GROUPS:
+            return render_value(choices[key])
+        node: Any = self._hydra_file("config.yaml")
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         if node is None:
-            node = (self.get("choices") or {}).get(key)
+            node = choices.get(key)
         if key in MULTI_SELECT_GROUPS and isinstance(node, dict):
             node = list(node)  # a multi-select group is chosen as the list of its entries
         return None if node is None else render_value(node)
 
-    def _config(self) -> dict:
-        if not hasattr(self, "_config_cache"):
+    def _choices(self) -> dict[str, Any]:
+        """The chosen option of each config group: the summary's, else Hydra's record (a job
+        without a summary yet)."""
+        choices = self.get("choices")
+        if isinstance(choices, dict) and choices:
+            return choices
+        runtime = (self._hydra_file("hydra.yaml").get("hydra") or {}).get("runtime") or {}
+        recorded = runtime.get("choices") if isinstance(runtime, dict) else None
+        return recorded if isinstance(recorded, dict) else {}
+
+    def _hydra_file(self, name: str) -> dict:
+        """A YAML file of the job's .hydra folder ({} when absent or unreadable), read once."""
+        cache = self.__dict__.setdefault("_hydra_cache", {})
+        if name not in cache:
             try:
-                loaded = yaml.safe_load((self.path / ".hydra" / "config.yaml").read_text())
+                loaded = yaml.safe_load((self.path / ".hydra" / name).read_text())
             except (OSError, yaml.YAMLError):
                 loaded = None
-            self._config_cache = loaded if isinstance(loaded, dict) else {}
-        return self._config_cache
+            cache[name] = loaded if isinstance(loaded, dict) else {}
+        return cache[name]
 
     @property
     def epochs_done(self) -> int:
@@ -137,10 +159,13 @@ class Configuration:
     def completed(self) -> list[Job]:
         return [j for j in self.jobs if j.status is Status.completed]
 
-    def label(self, axes: Sequence[str]) -> str:
-        """`k=v, k=v` over the swept axes (`all runs` when nothing is swept)."""
+    def label(self, axes: Sequence[str],
+              shown: Mapping[str, Mapping[str, str]] | None = None) -> str:
+        """`k=v, k=v` over the swept axes (`all runs` when nothing is swept); each value as
+        `shown[k]` writes it (display.readable_axes), else whole."""
         ov = self.overrides
-        parts = [f"{k}={short_value(ov[k])}" for k in axes if k in ov]
+        parts = [f"{k}={shown[k].get(ov[k], ov[k]) if shown and k in shown else ov[k]}"
+                 for k in axes if k in ov]
         return ", ".join(parts) or "all runs"
 
 
@@ -163,7 +188,7 @@ def _read_overrides(folder: Path, summary: Summary | None) -> dict[str, str]:
             items = []
     elif summary is not None and isinstance(summary.overrides, list):
         items = summary.overrides
-    return dict(_parse_override(o) for o in items)
+    return {k: v for k, v in map(_parse_override, items) if is_result_key(k)}
 
 
 def read_metrics(path: Path) -> list[dict[str, float | None]]:
@@ -187,8 +212,9 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
     for folder in sorted(folders):
         run = RunFolder(folder)
         summary = run.read_summary()
+        name = folder.relative_to(sweep_dir).as_posix() if folder != sweep_dir else folder.name
         jobs.append(Job(path=folder, overrides=_read_overrides(folder, summary), summary=summary,
-                        metrics=read_metrics(run.metrics_path)))
+                        metrics=read_metrics(run.metrics_path), name=name))
     return jobs
 
 

@@ -1,12 +1,12 @@
 """Numbers for the tables: a cell read as a finite float, mean ± sample std over seeds, and how
-both are written (`—` for no value, long sampled floats cut to 4 significant digits)."""
+both are written (`—` for no value). Settings' values are shortened by display.py."""
 from __future__ import annotations
 
 import math
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["MISSING", "finite", "format_mean_std", "format_plain", "mean_std", "short_value"]
+__all__ = ["MISSING", "finite", "format_mean_std", "format_plain", "mean_std"]
 
 MISSING = "—"  # a cell without a value
 
@@ -46,11 +46,3 @@ def format_plain(values: Sequence[Any], fmt: str) -> str:
     mean, _, _ = mean_std(values)
     return MISSING if mean is None else format(mean, fmt)
 
-
-def short_value(value: str) -> str:
-    """An override value for display: long floats (Optuna samples) cut to 4 significant digits,
-    anything else (integers, names, lists) as written."""
-    number = finite(value)
-    if number is not None and len(value) > 8 and not value.lstrip("-").isdigit():
-        return f"{number:.4g}"
-    return value

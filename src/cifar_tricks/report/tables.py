@@ -2,7 +2,10 @@
 
 - report.md's, a row per configuration: swept axes | columns | status of the configuration's jobs;
 - report.csv's, a row per job: job | configuration | overrides | status | columns | a column per
-  summary key no column shows.
+  summary key no column shows. Each header appears once: a column named like an override (the
+  summary's `model` beside `model=...`) is the override's column, holding the job's value.
+
+report.md shortens long values of settings (display.py); report.csv keeps them whole.
 """
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ from typing import Any, Callable, Sequence
 
 from ..run_folder import Status
 from .columns import Column, report_columns
+from .display import readable_axes, readable_value
 from .runs import SEED_KEY, Configuration, Job, find_axes, group_by_configuration
-from .stats import MISSING, finite, short_value
+from .stats import MISSING, finite
 
-__all__ = ["configuration_status", "csv_extra_keys", "format_table", "job_status_text",
-           "markdown_table", "table_rows", "write_csv"]
+__all__ = ["configuration_status", "csv_extra_keys", "csv_header", "format_table",
+           "job_status_text", "markdown_table", "table_rows", "write_csv"]
 
 # Summary keys report.csv shows as identity columns (status, seed) or cannot show (not scalar).
 NOT_EXTRA = ("status", "seed", "overrides", "choices")
@@ -69,10 +73,11 @@ def table_rows(configurations: Sequence[Configuration], axes: Sequence[str],
     axes, each column's cell (aggregated over the completed jobs), `extra` cells (a comparison
     with a baseline), the status of the others."""
     header = [*axes, *(c.md_header for c in columns), *(extra[0] if extra else ()), "status"]
+    shown = readable_axes([c.overrides for c in configurations], axes)
     rows = []
     for config in configurations:
         ov = config.overrides
-        row = [short_value(ov[a]) if a in ov else MISSING for a in axes]
+        row = [shown[a][ov[a]] if a in ov else MISSING for a in axes]
         row += [c.md_cell(config) for c in columns]
         row += list(extra[1](config)) if extra else []
         row.append(configuration_status(config))
@@ -134,7 +139,8 @@ def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | 
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "."]
     if constant:
         lines += ["", "Constant overrides: "
-                  + ", ".join(f"`{k}={v}`" for k, v in constant.items()) + "."]
+                  + ", ".join(f"`{k}={readable_value(str(v))}`" for k, v in constant.items())
+                  + "."]
     lines += ["", "Test acc is the final-epoch test accuracy (%), mean ± std (sample std, n-1) "
               "over the n completed seeds. Best-epoch test acc picks its epoch on the test set "
               "and is not a number to report.", ""]
@@ -145,15 +151,14 @@ def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | 
         lines += ["", "Jobs not completed:", ""]
         for job in unfinished:
             error = job.get("error") if job.status is Status.failed else None
-            lines.append(f"- `{job.path.name}`: {job.status.value}"
+            lines.append(f"- `{job.name}`: {job.status.value}"
                          + (md_cell(f": {error}") if error else ""))
     if duplicates:
         lines += ["", "Folders holding a job counted once already (same configuration and seed; "
                   "the most finished, newest one is reported):", ""]
         for job, configuration in duplicates:
             counted = next(j for j in configuration.jobs if j.seed == job.seed)
-            lines.append(f"- `{job.path.name}` ({job.status.value}): the job of "
-                         f"`{counted.path.name}`")
+            lines.append(f"- `{job.name}` ({job.status.value}): the job of `{counted.name}`")
     return "\n".join(lines)
 
 
@@ -161,38 +166,49 @@ def format_table(jobs: Sequence[Job], configurations: Sequence[Configuration] | 
 
 
 def csv_extra_keys(jobs: Sequence[Job], columns: Sequence[Column]) -> list[str]:
-    """The scalar summary keys no column shows (a newer trainer's, or a field without a column),
-    in order of appearance: each gets a report.csv column, so nothing a job recorded is lost."""
+    """The scalar summary keys no column shows (a newer trainer's, or a field without a column)
+    that some job has a value for, in order of appearance: each gets a report.csv column, so
+    nothing a job recorded is lost (and no column is empty in every row)."""
     shown = {c.key for c in columns}.union(NOT_EXTRA)
     return list(dict.fromkeys(
         k for j in jobs if j.summary is not None for k, v in j.summary.to_dict().items()
-        if k not in shown and (v is None or isinstance(v, (int, float, str)))))
+        if k not in shown and isinstance(v, (int, float, str))))
+
+
+def csv_header(override_keys: Sequence[str], columns: Sequence[Column],
+               extra: Sequence[str]) -> list[str]:
+    """report.csv's header: job, configuration, overrides, status, columns, extra keys; a name
+    already there (an override `model` and the summary's `model`) is not repeated."""
+    return list(dict.fromkeys(["job", "configuration", *override_keys, "status",
+                               *(c.key for c in columns), *extra]))
 
 
 def write_csv(jobs: Sequence[Job], configurations: Sequence[Configuration], path: Path,
               columns: Sequence[Column] | None = None) -> None:
     """One row per job (each counted once): folder, configuration label, every override,
-    status, each column's value and every other scalar summary key. `columns` defaults to the
-    report's column list."""
+    status, each column's value and every other scalar summary key, all written whole.
+    `columns` defaults to the report's column list."""
     columns = [c for c in (report_columns() if columns is None else columns) if c.csv]
     axes, _ = find_axes(configurations)
-    counted = {id(j) for c in configurations for j in c.jobs}
-    jobs = [j for j in jobs if id(j) in counted]  # a folder repeating a counted job is left out
+    configuration_of = {id(j): c for c in configurations for j in c.jobs}
+    jobs = [j for j in jobs if id(j) in configuration_of]  # a repeat of a counted job: left out
     override_keys = list(dict.fromkeys([*axes, SEED_KEY,
                                         *(k for j in jobs for k in j.overrides)]))
     extra = csv_extra_keys(jobs, columns)
-    header = ["job", "configuration", *override_keys, "status", *(c.key for c in columns), *extra]
-    label = {id(j): c.label(axes) for c in configurations for j in c.jobs}
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
+        writer = csv.DictWriter(f, fieldnames=csv_header(override_keys, columns, extra))
         writer.writeheader()
         for job in jobs:
-            row: dict[str, Any] = {"job": job.path.name, "configuration": label.get(id(job), ""),
+            configuration = configuration_of[id(job)]
+            # the configuration's values: an axis it did not override shows the value it had
+            settings = {**configuration.overrides, **job.overrides}
+            row: dict[str, Any] = {"job": job.name, "configuration": configuration.label(axes),
                                    "status": job.status.value}
-            row.update({k: job.overrides.get(k, "") for k in override_keys})
+            row.update({k: settings.get(k, "") for k in override_keys})
             if not job.overrides.get(SEED_KEY) and job.seed is not None:
                 row[SEED_KEY] = job.seed
-            # after the overrides: a column named like an override key shows the job's value
+            # a column named like an override shows the job's recorded value when it has one
             values = {c.key: c.job_value(job) for c in columns} | {k: job.get(k) for k in extra}
-            row.update({k: "" if v is None else v for k, v in values.items()})
+            row.update({k: v for k, v in values.items() if v is not None})
+            row.update({k: "" for k, v in values.items() if v is None and k not in row})
             writer.writerow(row)
