@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-__all__ = ["register_model", "list_models", "get_model_entry", "create_model", "model_table"]
+__all__ = ["register_model", "list_models", "get_model_entry", "create_model", "model_table",
+           "param_count", "select_models"]
 
 ModelFn = Callable[..., nn.Module]
 
@@ -56,4 +57,4 @@ def _import_families() -> None:
 
 # Imported last so their @register_model calls find the registry above.
 _import_families()
-from ._table import model_table  # noqa: E402
+from ._table import model_table, param_count, select_models  # noqa: E402
