@@ -68,8 +68,11 @@ def write_fake_cifar(root: Path, name: str = "cifar10", seed: int = 0) -> dict:
             for f in files:
                 data = rng.integers(0, 256, (n // len(files), 3072), dtype=np.uint8)
                 labels = [int(x) for x in rng.integers(0, num_classes, len(data))]
+                entry = {b"data": data, key: labels}
+                if name == "cifar100":  # and its 20 superclasses (data=cifar100_coarse)
+                    entry[b"coarse_labels"] = [label % 20 for label in labels]
                 with open(source / f, "wb") as fh:
-                    pickle.dump({b"data": data, key: labels}, fh)
+                    pickle.dump(entry, fh)
                 arrays[f] = (data, labels)
         _FAKE_CIFAR[name, seed] = source, arrays
     source, arrays = _FAKE_CIFAR[name, seed]

@@ -263,3 +263,157 @@ def test_loader_yields_float_images_and_soft_targets_on_the_data_device():
     for images, targets in loader:
         assert images.device == data.train.images.device and images.dtype == torch.float32
         assert targets.shape == (16, 10)
+
+
+# ------------------------------------------------------------------------------- labels, names
+# (imports here: this section was appended to the file)
+import json  # noqa: E402
+import pickle  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from cifar_tricks.errors import ConfigError, DatasetError  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck"]
+COARSE_NAMES = [f"superclass_{i}" for i in range(20)]
+FINE_NAMES = [f"fine_{i}" for i in range(100)]
+
+
+@pytest.fixture(scope="module")
+def cifar100_files(tmp_path_factory):
+    """The release's train and test pickles, with fine and coarse labels (each fine class in one
+    superclass, as in CIFAR-100), written once: {file: (path, data, fine, coarse)}."""
+    rng = np.random.default_rng(7)
+    superclass = rng.permutation(100) % 20  # fine class -> its coarse class
+    source = tmp_path_factory.mktemp("cifar100_source")
+    files = {}
+    for name, n in (("train", 50_000), ("test", 10_000)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine = [int(x) for x in rng.integers(0, 100, n)]
+        coarse = [int(superclass[f]) for f in fine]
+        with open(source / name, "wb") as fh:
+            pickle.dump({b"data": data, b"fine_labels": fine, b"coarse_labels": coarse}, fh)
+        files[name] = (source / name, data, fine, coarse)
+    return files
+
+
+def cifar100_folder(root, files, meta: object = None):
+    """`root/cifar-100-python/` linking the shared pickles, with `meta` pickled as its meta file
+    (the release's names by default)."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, (path, *_) in files.items():
+        (folder / name).symlink_to(path)
+    if meta is None:
+        meta = {b"fine_label_names": [n.encode() for n in FINE_NAMES],
+                b"coarse_label_names": [n.encode() for n in COARSE_NAMES]}
+    with open(folder / "meta", "wb") as fh:
+        pickle.dump(meta, fh)
+    return root
+
+
+def test_cifar100_coarse_labels_are_the_files_coarse_labels_with_their_names(tmp_path,
+                                                                             cifar100_files):
+    root = cifar100_folder(tmp_path, cifar100_files)
+    _, images, _, coarse = cifar100_files["test"]
+    data = cifar100(str(root), num_classes=20, labels="coarse", val_size=2000, **STATS)
+    assert data.num_classes == 20 and data.classes == COARSE_NAMES
+    assert data.test.labels.tolist() == coarse
+    assert torch.equal(data.test.images.flatten(1), torch.from_numpy(images))
+    # train and the stratified validation split share out the file's coarse labels, each
+    # superclass in proportion
+    file_counts = torch.bincount(torch.tensor(cifar100_files["train"][3]), minlength=20)
+    val_counts = torch.bincount(data.val.labels, minlength=20)
+    assert torch.equal(torch.bincount(data.train.labels, minlength=20) + val_counts, file_counts)
+    assert torch.allclose(val_counts / 2000, file_counts / 50_000, atol=1e-3)
+    fine = cifar100(str(root), num_classes=100, **STATS)  # the default: fine labels
+    assert fine.train.labels.tolist() == cifar100_files["train"][2]
+    assert fine.classes == FINE_NAMES
+    # the names alone, without reading the images (for labelling a trained run's outputs)
+    from cifar_tricks.data import cifar_class_names
+
+    assert cifar_class_names("cifar100", str(root), "coarse") == COARSE_NAMES
+    assert cifar_class_names("cifar100", str(root)) == FINE_NAMES
+
+
+def test_cifar10_class_names_come_from_batches_meta_and_default_to_numbers(tmp_path, caplog):
+    write_fake_cifar(tmp_path, "cifar10")  # the shared fake has no batches.meta
+    assert cifar10(str(tmp_path), num_classes=10, **STATS).classes == \
+        [f"class {i}" for i in range(10)]
+    assert "batches.meta is missing" in caplog.text
+    with open(tmp_path / "cifar-10-batches-py" / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": [n.encode() for n in CIFAR10_NAMES],
+                     b"num_cases_per_batch": 10000, b"num_vis": 3072}, fh)
+    assert cifar10(str(tmp_path), num_classes=10, **STATS).classes == CIFAR10_NAMES
+    assert synthetic(num_classes=3, num_train=30, num_test=9).classes == \
+        ["class 0", "class 1", "class 2"]
+
+
+@pytest.mark.parametrize("meta, check", [
+    ({b"fine_label_names": [b"x"] * 100}, "no list of 20 class names under b'coarse_label_names'"),
+    ({b"coarse_label_names": [b"x"] * 19}, "no list of 20 class names"),
+    ([b"not", b"a", b"dict"], "no list of 20 class names"),
+])
+def test_a_wrong_meta_file_is_refused_naming_it(tmp_path, cifar100_files, meta, check):
+    root = cifar100_folder(tmp_path, cifar100_files, meta)
+    with pytest.raises(DatasetError) as err:
+        cifar100(str(root), num_classes=20, labels="coarse", **STATS)
+    assert check in str(err.value) and str(root / "cifar-100-python" / "meta") in str(err.value)
+
+
+def test_a_planted_meta_file_is_refused_before_its_code_runs(tmp_path, cifar100_files):
+    from test_safe_files import Payload
+
+    marker = tmp_path / "marker"
+    root = cifar100_folder(tmp_path, cifar100_files, {b"coarse_label_names": Payload(marker)})
+    with pytest.raises(DatasetError, match="posix.system"):
+        cifar100(str(root), num_classes=20, labels="coarse", **STATS)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data=cifar10", "data.labels=coarse"],
+     "data.labels=coarse is not a labelling of cifar10, which has fine (10 classes); coarse "
+     "labels are read by data=cifar100_coarse"),
+    (["data=cifar100", "data.labels=coarse"],
+     "data.num_classes=100 does not match the 20 classes of cifar100's coarse labels "
+     "(data.labels=coarse): set data.num_classes=20 (data=cifar100_coarse sets both)"),
+    (["data=cifar100_coarse", "data.num_classes=100"], "set data.num_classes=20"),
+    (["data=cifar10", "data.num_classes=100"], "set data.num_classes=10"),
+    (["data=cifar100", "data.labels=medium"], "set data.labels to one of fine, coarse"),
+])
+def test_labels_that_the_dataset_lacks_or_a_wrong_class_count_are_config_errors(overrides,
+                                                                                  message):
+    from cifar_tricks.config import compose
+    from cifar_tricks.validate import validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(compose(overrides))
+    assert message in str(err.value)
+    validate(compose(["data=cifar100_coarse"]))  # the option itself is consistent
+
+
+def test_the_dataset_function_refuses_the_same_combinations(tmp_path):
+    with pytest.raises(ConfigError, match="data=cifar100_coarse"):
+        cifar10(str(tmp_path), num_classes=10, labels="coarse", **STATS)
+    with pytest.raises(ConfigError, match="set data.num_classes=20"):
+        cifar100(str(tmp_path), num_classes=100, labels="coarse", **STATS)
+
+
+@pytest.mark.slow
+def test_a_run_trains_on_the_coarse_labels_through_the_cli(tmp_path, cifar100_files):
+    from cifar_tricks.models import param_count
+
+    root = cifar100_folder(tmp_path / "data", cifar100_files)
+    run_dir = tmp_path / "run"
+    run_cli("data=cifar100_coarse", f"data.root={root}", "model=lenet", "sched=constant",
+            "trainer.epochs=1", "trainer.batch_size=64", "trainer.limit_train_batches=2",
+            "trainer.limit_eval_batches=1", "trainer.device=cpu", "trainer.num_threads=1",
+            f"hydra.run.dir={run_dir}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs"] == 1
+    assert summary["params"] == param_count("lenet", num_classes=20)  # a 20-way head
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert [v.shape[0] for k, v in state.items() if k.endswith(".bias")][-1] == 20

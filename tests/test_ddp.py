@@ -81,7 +81,7 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     # rank 0 alone wrote: one folder, each log line once
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["one", "two"]
     log = (tmp_path / "two" / "run.log").read_text()
-    assert log.count("epoch 2/2") == 1 and log.count("completed:") == 1
+    assert log.count("epoch 2/2 lr=") == 1 and log.count(": completed after") == 1
 
 
 @pytest.mark.slow
@@ -127,7 +127,7 @@ def test_a_slurm_job_of_two_tasks_is_one_run_over_two_processes(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     (job,) = [p.parent for p in sweep.glob("*/summary.json")]
     assert summary(job)["status"] == "completed" and summary(job)["world_size"] == 2
-    assert (job / "run.log").read_text().count("completed:") == 1
+    assert (job / "run.log").read_text().count(": completed after") == 1
 
 
 @pytest.mark.slow

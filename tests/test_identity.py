@@ -103,3 +103,29 @@ def test_a_run_resumed_with_another_eval_batch_size_is_then_skipped_by_the_origi
     before = summary.read_bytes()
     train_in_process(original, tmp_path)  # the original command: the same job, finished
     assert summary.read_bytes() == before
+
+
+# Keys computed by commit 7feea27, before data.labels, trainer.save_best, the logger group and
+# eval.* existed: jobs of sweeps made then must be found again (skipped, resumed) today.
+KEYS_BEFORE_LATER_SETTINGS = {
+    ("model=resnet20",): "16793d68b2b20139",
+    ("data=cifar100", "model=resnet20"): "177c3744557680fb",
+    ("experiment=smoke",): "f128de6034be3bf8",
+}
+
+
+@pytest.mark.parametrize("overrides", list(KEYS_BEFORE_LATER_SETTINGS))
+def test_settings_added_later_keep_the_keys_of_older_jobs(overrides):
+    assert key_of(list(overrides)) == KEYS_BEFORE_LATER_SETTINGS[overrides]
+
+
+def test_a_config_without_an_added_setting_reads_as_one_at_its_default():
+    new = OmegaConf.to_container(compose_config(["data=cifar100", "model=resnet20"]),
+                                 resolve=True)
+    old = json.loads(json.dumps(new))
+    del old["data"]["labels"]  # a checkpoint's config from before data.labels existed
+    assert config_differences(old, new) == []
+    coarse = json.loads(json.dumps(new))
+    coarse["data"]["labels"] = "coarse"
+    assert config_differences(old, coarse) == ["data.labels: fine -> coarse"]
+    assert job_key(coarse) != job_key(new)

@@ -39,4 +39,4 @@ def test_unknown_mode_is_refused_with_the_list_of_modes(tmp_path):
 
     proc = run_cli("mode=lr_fnd", "experiment=smoke", f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode != 0
-    assert "mode=lr_fnd is not a mode; choose one of ['lr_find', 'train']" in proc.stderr
+    assert "mode=lr_fnd is not a mode; choose one of ['eval', 'lr_find', 'train']" in proc.stderr

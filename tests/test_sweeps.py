@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cifar_tricks.run_folder import TIMING_COLUMNS
 from conftest import ROOT, run_cli
 
 SMOKE = ["experiment=smoke", "data.num_train=256", "data.num_test=128", "data.val_size=32"]
@@ -97,7 +98,7 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path
     assert a["epoch"] == b["epoch"] == 3
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
-    drop_times = lambda h: [{k: v for k, v in r.items() if k not in ("epoch_time_s", "img_per_s")}  # noqa: E731
+    drop_times = lambda h: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS}  # noqa: E731
                             for r in h]
     assert drop_times(a["history"]) == drop_times(b["history"])
     assert json.loads((killed / "summary.json").read_text())["status"] == "completed"

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -30,8 +30,10 @@ from .augment import BatchAugment, split_stages
 from .config import TrainerConfig, resolved
 from .data import BatchLoader, ImageData
 from .errors import CifarTricksError, ConfigError
+from .loggers import Loggers, build_loggers
 from .losses import SoftTargetCrossEntropy
 from .optim import create_optimizer
+from .precision import grad_scaler
 from .tricks.base import Tricks
 
 __all__ = ["Loaders", "Run", "build", "build_run", "build_loaders", "build_scheduler",
@@ -68,6 +70,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     criterion: nn.Module
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # None: lr_find sets the lr
+    scaler: torch.amp.GradScaler | None = None  # fp16's loss scaling (precision.py)
+    loggers: Loggers = field(default_factory=Loggers)  # TensorBoard + cfg.logger's trackers
 
     @property
     def seed(self) -> int:
@@ -218,7 +222,8 @@ def build_run(cfg: DictConfig, overrides: Sequence[str] = (),
     run = Run(config=resolved(cfg), overrides=list(overrides),
               choices=dict(choices or {}), settings=settings, device=device, data=data,
               model=model, tricks=tricks, loaders=loaders, optimizer=optimizer,
-              criterion=criterion)
+              criterion=criterion, scaler=grad_scaler(device, settings.precision))
+    run.loggers = build_loggers(cfg)  # started by fit, on rank 0
     if schedule:
         run.scheduler = build_scheduler(cfg, run)
     log.info("model %s: %.2fM params on %s; data %s: %d train / %s val / %d test",

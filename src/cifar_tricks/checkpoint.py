@@ -5,6 +5,7 @@ and read back.
     eval_model   the weights that were evaluated and reported: the EMA's when a trick averages,
                  else the trained ones (the same tensors, which torch.save stores once)
     optimizer, scheduler, tricks (one entry per `trick` config name), rng, epoch,
+    scaler       fp16's loss scale and its growth tracker (only with trainer.precision=fp16)
     history      every metrics row so far (metrics.csv is rewritten from it)
     config       the resolved config (a resume must match it, up to identity.NON_RESULT_KEYS)
     overrides    the job's command-line overrides, for the error messages
@@ -74,7 +75,8 @@ def make_checkpoint(run: Run, epoch: int, history: list[dict]) -> dict[str, Any]
     return {"model": run.model.state_dict(), "eval_model": evaluated.state_dict(),
             "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
             "tricks": run.tricks.state_dict(), "rng": rng_state(), "epoch": epoch,
-            "history": history, "config": run.config, "overrides": run.overrides}
+            "history": history, "config": run.config, "overrides": run.overrides,
+            **({"scaler": run.scaler.state_dict()} if run.scaler is not None else {})}
 
 
 def restore(run: Run, state: dict[str, Any]) -> tuple[list[dict], int]:
@@ -83,6 +85,8 @@ def restore(run: Run, state: dict[str, Any]) -> tuple[list[dict], int]:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.tricks.load_state_dict(state.get("tricks", {}))
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
     return state["history"], state["epoch"]
 

@@ -27,8 +27,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 class Precision(str, Enum):
-    auto = "auto"  # bf16 autocast on CUDA, fp32 elsewhere
+    auto = "auto"  # bf16 autocast on a GPU that supports it, fp16 on older GPUs, fp32 on CPU
     bf16 = "bf16"
+    fp16 = "fp16"  # with gradient scaling (torch.amp.GradScaler): V100, T4
     fp32 = "fp32"
 
 
@@ -87,7 +88,8 @@ class TrainerConfig:
                                    at_least(1))
     device: str = setting("auto", "`auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`")
     precision: Precision = setting(
-        Precision.auto, "`auto` (bf16 autocast on CUDA, fp32 on CPU), `bf16`, `fp32`")
+        Precision.auto, "`auto` (bf16 autocast on GPUs that support it, fp16 with gradient "
+                        "scaling on older ones, fp32 on CPU), `bf16`, `fp16`, `fp32`")
     channels_last: Optional[bool] = setting(None, "`null`: on for CUDA, off for CPU")
     compile: bool = setting(False, "`torch.compile` the model")
     deterministic: bool = setting(False, "deterministic kernels (reproducible on GPU, slower)")
@@ -101,12 +103,15 @@ class TrainerConfig:
     limit_eval_batches: Optional[int] = setting(None, "cap evaluation batches (quick runs)",
                                                 at_least(1))
     progress: Progress = setting(
-        Progress.auto, "`auto`: a tqdm bar on a terminal, one log line per epoch elsewhere "
-                       "(SLURM, joblib, CI); `bar`, `log`")
-    log_every: int = setting(50, "steps between progress refreshes (each one waits for the "
+        Progress.auto, "`auto`: a tqdm bar on a terminal, a log line every `log_every` steps "
+                       "elsewhere (SLURM, a pipe to tee, CI); `bar`, `log`")
+    log_every: int = setting(50, "steps between progress updates (each one waits for the "
                                  "device)", at_least(1))
     checkpoint: bool = setting(
         True, "write `checkpoints/last.pt` every epoch (resume by rerunning in the folder)")
+    save_best: bool = setting(
+        False, "also keep `checkpoints/best.pt`, the epoch of highest validation accuracy "
+               "(needs `data.val_size`; never selected on test)")
 
 
 @dataclass
@@ -139,6 +144,9 @@ class CifarConfig(ImageDataConfig):
     _target_: str = "cifar_tricks.data.cifar10"
     root: str = setting("data", "folder holding `cifar-10-batches-py/` or `cifar-100-python/` "
                                 "(the YAML's default: `$CIFAR_ROOT`, else `data`)")
+    labels: str = setting("fine", "`fine`: the dataset's classes; `coarse`: CIFAR-100's 20 "
+                                  "superclasses (`data=cifar100_coarse` sets it and "
+                                  "`num_classes: 20`)")
     download: bool = setting(True, "download with torchvision when the files are missing")
 
 

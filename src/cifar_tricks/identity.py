@@ -30,14 +30,25 @@ NON_RESULT_KEYS = (
     "trainer.compile", "trainer.channels_last",  # how fast (the same maths)
     "trainer.eval_batch_size",  # evaluation is per image: batching changes nothing
     "trainer.progress", "trainer.log_every", "trainer.checkpoint",  # what it shows and keeps
+    "trainer.save_best",
     "optimized_metric",  # what a sweeper is told, not what is trained
     "lr_find",  # settings of mode=lr_find only
+    "logger",  # experiment trackers (MLflow, W&B): what records a run, not what it does
+    "eval",  # settings of mode=eval only (it evaluates a run; it trains nothing)
 )
 
-# Groups whose choice is a list of entries (`aug=[cutout,mixup]`); their order is part of a job.
-MULTI_SELECT_GROUPS = ("aug", "trick")
+# Groups whose choice is a list of entries (`aug=[cutout,mixup]`); the order of a group that
+# can change a result (not `logger`: NON_RESULT_KEYS) is part of a job.
+MULTI_SELECT_GROUPS = ("aug", "trick", "logger")
 
 MAX_DIR_NAME = 120  # bytes; file systems allow 255
+
+# Settings added after jobs were first keyed, each with the value that does what the job did
+# before the setting existed: at that value a job keeps the identity (its folder, its skip, its
+# checkpoint) it had, and a config without the key reads as one with it.
+ADDED_SETTINGS: dict[str, Any] = {
+    "data.labels": "fine",  # CIFAR-100's coarse labels (data=cifar100_coarse)
+}
 
 
 def is_result_key(key: str) -> bool:
@@ -57,8 +68,9 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that make the job, flattened (`optim.lr`), plus the order of the
     multi-select groups' entries (which decides the order of augmentations and tricks)."""
-    settings = {k: v for k, v in _flatten(config).items() if is_result_key(k)}
-    for group in MULTI_SELECT_GROUPS:
+    settings = {k: v for k, v in _flatten(config).items()
+                if is_result_key(k) and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])}
+    for group in filter(is_result_key, MULTI_SELECT_GROUPS):
         settings[f"{group}.<order>"] = list(config.get(group) or {})
     return settings
 
@@ -72,7 +84,7 @@ def job_key(config: dict[str, Any]) -> str:
 def config_differences(old: dict, new: dict, ignore: Iterable[str] = NON_RESULT_KEYS) -> list[str]:
     """`key: old -> new` for every setting that differs, ignoring those that change no result."""
     skip = tuple(ignore)
-    a, b = _flatten(old), _flatten(new)
+    a, b = {**ADDED_SETTINGS, **_flatten(old)}, {**ADDED_SETTINGS, **_flatten(new)}
     return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
             for k in sorted(a.keys() | b.keys())
             if a.get(k) != b.get(k) and not any(k == s or k.startswith(s + ".") for s in skip)]

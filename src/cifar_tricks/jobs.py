@@ -3,6 +3,8 @@
     train     skip it if it already finished there, resume it from its checkpoint, or train it;
               the folder's summary.json says `running`, then `completed`/`diverged`/`failed`
     lr_find   the learning-rate range test on the job's model, data, optimizer and tricks
+    eval      evaluate a trained run (or every completed job of a sweep) from its checkpoint:
+              eval.json, confusion.png, test-time augmentation (evaluation.py)
 
 `run.py` is a thin `@hydra.main` shim over `main`; tests and other entry points call `train` or
 `lr_find` with a `Job` of their own.
@@ -29,8 +31,10 @@ from . import distributed
 from .build import build_run
 from .config import check_multi_select, resolved
 from .errors import CifarTricksError, ConfigError
+from .evaluation import evaluate_mode
 from .identity import MULTI_SELECT_GROUPS, job_key, job_overrides
 from .optim.lr_finder import find_lr, write_lr_find
+from .progress import end_of_run_block
 from .run_folder import RunFolder, Status, Summary, claimed
 from .train import autocast_for, fit
 from .validate import validate
@@ -126,8 +130,8 @@ def train(cfg: DictConfig, job: Job) -> float | None:
                 torch.cuda.empty_cache()
         summary.job_key, summary.job_overrides = key, started.job_overrides
         folder.write_summary(summary)
-    log.info("%s: test_acc=%s val_acc=%s (%s)", summary.status, summary.test_acc,
-             summary.val_acc, job.output_dir)
+    if folder.writer:
+        log.info("\n%s", end_of_run_block(summary, job.output_dir))
     return objective(summary, cfg.optimized_metric)
 
 
@@ -185,7 +189,8 @@ def lr_find(cfg: DictConfig, job: Job) -> float:
     return result.suggestion
 
 
-MODES: dict[str, Callable[[DictConfig, Job], float | None]] = {"train": train, "lr_find": lr_find}
+MODES: dict[str, Callable[[DictConfig, Job], float | None]] = {"train": train, "lr_find": lr_find,
+                                                               "eval": evaluate_mode}
 
 
 def main(cfg: DictConfig) -> float | None:

@@ -31,7 +31,8 @@ from typing import Any, Iterator
 
 from .errors import DiskFullError, FolderBusyError
 
-__all__ = ["RunFolder", "Status", "Summary", "claim", "claimed", "release", "save_tensors"]
+__all__ = ["RunFolder", "Status", "Summary", "TIMING_COLUMNS", "claim", "claimed", "release",
+           "save_tensors"]
 
 
 class Status(str, Enum):
@@ -73,8 +74,12 @@ class Summary:
     train_acc: float | None = None
     train_loss: float | None = None
     test_loss: float | None = None
-    train_time_s: float | None = None
-    img_per_s: float | None = None
+    best_val_epoch: int | None = None  # the epoch of best_val_acc (best.pt's, with save_best)
+    # the weights evaluated and reported: "model" (the trained ones) or a trick's average ("ema")
+    eval_weights: str | None = None
+    train_time_s: float | None = None  # the training steps only (metrics.csv's epoch_time_s)
+    wall_time_s: float | None = None  # the whole fit: training, evaluation, checkpoints
+    img_per_s: float | None = None  # training images per second of train_time_s
     peak_mem_mb: float | None = None  # accelerator memory; None on a CPU
     device: str | None = None
     world_size: int = 1  # processes of one data-parallel run (torchrun)
@@ -119,6 +124,10 @@ class Summary:
             value = getattr(self, key)
             return value.value if isinstance(value, Status) else value
         return self.extra.get(key)
+
+
+# metrics.csv columns that measure speed, not results: they differ between identical runs
+TIMING_COLUMNS = ("epoch_time_s", "img_per_s", "eval_time_s", "wall_time_s")
 
 
 def save_tensors(path: Path, state: Any) -> None:
@@ -180,6 +189,7 @@ class RunFolder:
         self.path = Path(path)
         self.writer = writer
         self.checkpoint_path = self.path / "checkpoints" / "last.pt"
+        self.best_path = self.path / "checkpoints" / "best.pt"  # trainer.save_best
         self.summary_path = self.path / "summary.json"
         self.metrics_path = self.path / "metrics.csv"
         self.tensorboard_dir = self.path / "tensorboard"
@@ -225,12 +235,14 @@ class RunFolder:
 
     # ---------------------------------------------------------------- checkpoint
 
-    def save_checkpoint(self, state: dict) -> None:
-        """Write `state` (`checkpoint.make_checkpoint`) atomically as checkpoints/last.pt."""
+    def save_checkpoint(self, state: dict, best: bool = False) -> None:
+        """Write `state` (`checkpoint.make_checkpoint`) atomically as checkpoints/last.pt, or
+        as checkpoints/best.pt."""
         if not self.writer:
             return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        save_tensors(self.checkpoint_path, state)
+        path = self.best_path if best else self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(path, state)
 
     def load_checkpoint(self, config: dict) -> dict | None:
         """The checkpoint to resume from, None if there is none; refuses one that does not fit.

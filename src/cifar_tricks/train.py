@@ -9,21 +9,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
 
 from . import distributed
 from .build import Run
 from .checkpoint import make_checkpoint, restore
-from .config import Precision, Progress
 from .data import BatchLoader
 from .losses import SoftTargetCrossEntropy, soft_accuracy
+from .precision import autocast_for
+from .progress import RunProgress
 from .run_folder import RunFolder, Status, Summary
 from .tricks.base import TrainState
 
@@ -32,33 +31,20 @@ __all__ = ["fit", "evaluate", "train_one_epoch", "autocast_for"]
 log = logging.getLogger(__name__)
 
 
-def autocast_for(device: torch.device, precision: Precision) -> Callable[[], Any]:
-    bf16 = precision == Precision.bf16 or (precision == Precision.auto and device.type == "cuda")
-    if bf16:
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 # ------------------------------------------------------------------------------------ steps
 
-class _ProgressBar:
-    """tqdm on a terminal; elsewhere nothing per step (the epoch line is logged by `fit`)."""
-
-    def __init__(self, mode: Progress, epochs: int) -> None:
-        self.enabled = mode == Progress.bar or (mode == Progress.auto and sys.stderr.isatty())
-        self.epochs = epochs
-
-    def wrap(self, loader: Iterable, epoch: int) -> Any:
-        return tqdm(loader, desc=f"epoch {epoch}/{self.epochs}", leave=False, dynamic_ncols=True,
-                    disable=not self.enabled)
-
-
 def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Callable[[], Any],
-                    channels_last: bool, bar: Iterable) -> dict:
+                    channels_last: bool, bar: Iterable,
+                    progress: RunProgress | None = None) -> dict:
     """One pass over the training set (`net` runs the forward, possibly compiled; `run.model` is
     the module the tricks see). Sums stay on the device; the host reads them only every
-    `log_every` steps (progress and divergence check) and at the end."""
+    `log_every` steps (progress and divergence check) and at the end.
+
+    With fp16 (`run.scaler`) the loss is scaled before backward and the gradients unscaled
+    before the tricks see them (gradient clipping bounds the true norm); the scaler skips a
+    step whose gradients overflowed."""
     model, optimizer, criterion, tricks = run.model, run.optimizer, run.criterion, run.tricks
+    scaler = run.scaler
     net.train()
     device = run.device
     loss_sum = torch.zeros((), device=device)
@@ -82,14 +68,21 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
                 with autocast():
                     logits = net(images)
                     loss = criterion(logits, targets, images)
-                loss.backward()
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             tricks.after_backward(model, state)
             if "loss" not in first:  # report the loss and accuracy at w, as without SAM
                 first.update(logits=logits.detach(), loss=loss.detach())
             return loss
 
         optimizer.zero_grad(set_to_none=True)
-        optimizer.step(closure)
+        if scaler is None:
+            optimizer.step(closure)
+        else:  # one closure pass (validate refuses fp16 with SAM's two)
+            closure()
+            scaler.step(optimizer)
+            scaler.update()
         run.scheduler.step()
         state.step += 1
         tricks.after_step(model, state)
@@ -101,8 +94,13 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
             mean_loss = total_loss / total_seen
             if not math.isfinite(mean_loss):  # every rank sees the same sums: all stop
                 break
-            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{100 * total_correct / total_seen:.1f}",
-                            lr=f"{optimizer.param_groups[0]['lr']:.3g}")
+            if progress is not None:
+                progress.update(bar, state.epoch, step, state.step, mean_loss,
+                                100 * total_correct / total_seen,
+                                optimizer.param_groups[0]["lr"],
+                                total_seen / (time.perf_counter() - start))
+            run.loggers.log_step(state.step, loss_sum=total_loss, correct=total_correct,
+                                 seen=total_seen, lr=optimizer.param_groups[0]["lr"])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
@@ -124,14 +122,15 @@ def _over_ranks(loss_sum: torch.Tensor, correct: torch.Tensor,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader, criterion: nn.Module,
-             autocast: Callable[[], Any], channels_last: bool) -> tuple[float, float]:
+             autocast: Callable[[], Any], channels_last: bool,
+             batches: Iterable | None = None) -> tuple[float, float]:
     """Mean loss and accuracy (%) over the loader (over all processes' parts of the data under
-    torchrun), one host sync at the end."""
+    torchrun), one host sync at the end. `batches`: the loader behind a progress bar."""
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device)
     seen = 0
-    for images, targets in loader:
+    for images, targets in batches if batches is not None else loader:
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast():
@@ -151,6 +150,9 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
     `run.criterion(logits, targets, images)` is the training loss; evaluation always uses the
     plain cross-entropy, on the tricks' evaluation model (the EMA weights) when they provide one,
     and then also reports the trained weights' accuracy as `raw_*`.
+
+    With `trainer.save_best` the epoch of highest validation accuracy is also kept as
+    `checkpoints/best.pt` (selected on val, never on test).
 
     Returns the summary (the caller writes it): status `completed`, or `diverged` when the
     training loss became NaN/inf, in which case the last good checkpoint is kept.
@@ -182,21 +184,23 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
     state = TrainState(epochs=settings.epochs, steps_per_epoch=len(loaders.train),
                        epoch=start_epoch, step=start_epoch * len(loaders.train))
 
-    from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
-    writer = SummaryWriter(str(folder.tensorboard_dir), purge_step=start_epoch + 1) \
-        if main else None
+    run.loggers.start(run, folder, start_epoch)  # TensorBoard and cfg.logger's, on rank 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    bar = _ProgressBar(settings.progress, settings.epochs)
+    progress = RunProgress(settings.progress, settings.epochs, len(loaders.train), start_epoch,
+                           enabled=main)
+    best_val = max((r["val_acc"] for r in history if r.get("val_acc") is not None),
+                   default=-math.inf)
     status = Status.completed
     try:
         for epoch in range(start_epoch + 1, settings.epochs + 1):
+            epoch_start = time.perf_counter()
             state.epoch = epoch
             loaders.train.set_epoch(epoch)
             run.tricks.on_epoch_start(run.model, state)
             row: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
             stats = train_one_epoch(run, net, state, autocast, channels_last,
-                                    bar.wrap(loaders.train, epoch))
+                                    progress.epoch(loaders.train, epoch), progress)
             if not math.isfinite(stats["train_loss"]):
                 status = Status.diverged
                 log.warning("epoch %d: training loss is %s; stopping (status: diverged). The last "
@@ -207,33 +211,41 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
                     folder.write_metrics(history)
                 break
             row["train_loss"], row["train_acc"] = stats["train_loss"], stats["train_acc"]
+            eval_start = time.perf_counter()
             evaluated = [("", averaged or unwrapped_net)] + \
                 ([("raw_", unwrapped_net)] if averaged else [])
             for prefix, evaluated_net in evaluated:
                 for name, loader in (("test", loaders.test), ("val", loaders.val)):
                     if loader is not None:
                         row[f"{prefix}{name}_loss"], row[f"{prefix}{name}_acc"] = evaluate(
-                            evaluated_net, loader, eval_criterion, autocast, channels_last)
+                            evaluated_net, loader, eval_criterion, autocast, channels_last,
+                            progress.evaluation(loader, f"{prefix}{name}"))
+            # epoch_time_s: the training steps only; wall_time_s adds evaluation and the hooks
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
+            row["eval_time_s"] = time.perf_counter() - eval_start
             run.tricks.on_epoch_end(run.model, state, row)
+            row["wall_time_s"] = time.perf_counter() - epoch_start
             history.append(row)
             if not main:
                 continue
-            for key, value in row.items():
-                if key != "epoch":
-                    writer.add_scalar(key.replace("_", "/", 1), value, epoch)
             log.info("epoch %d/%d " + " ".join(f"{k}=%.4g" for k in row if k != "epoch"),
                      epoch, settings.epochs, *[v for k, v in row.items() if k != "epoch"])
+            checkpoint = make_checkpoint(run, epoch, history) \
+                if settings.checkpoint or settings.save_best else None
+            if settings.save_best and row.get("val_acc", -math.inf) > best_val:
+                best_val = row["val_acc"]
+                folder.save_checkpoint(checkpoint, best=True)
             if settings.checkpoint:  # checkpoint first: it carries the history metrics.csv shows
-                folder.save_checkpoint(make_checkpoint(run, epoch, history))
+                folder.save_checkpoint(checkpoint)
             folder.write_metrics(history)
+            run.loggers.log_epoch(epoch, row)  # after the checkpoint that carries the row
         run.tricks.on_fit_end(run.model, state)
+        run.loggers.finish(_summary(status, history, run), folder)
     except KeyboardInterrupt as stop:  # the caller records where it stopped
         stop.summary = _summary(Status.interrupted, history, run)
         raise
     finally:
-        if writer is not None:
-            writer.close()
+        run.loggers.close()  # those still open end as failed or interrupted
     return _summary(status, history, run)
 
 
@@ -243,6 +255,8 @@ def _summary(status: Status, history: list[dict], run: Run) -> Summary:
     completed = status == Status.completed
     train_time = sum(r["epoch_time_s"] for r in good)
     train_images = sum(r["epoch_time_s"] * r["img_per_s"] for r in good)
+    validated = [r for r in good if r.get("val_acc") is not None]
+    best_val = max(validated, key=lambda r: r["val_acc"], default=None)
     device = run.device
     return Summary(
         status=status,
@@ -253,11 +267,15 @@ def _summary(status: Status, history: list[dict], run: Run) -> Summary:
         test_acc=last.get("test_acc") if completed else None,
         best_test_acc=max((r["test_acc"] for r in good), default=None),
         val_acc=last.get("val_acc") if completed else None,
-        best_val_acc=max((r["val_acc"] for r in good if "val_acc" in r), default=None),
+        best_val_acc=best_val["val_acc"] if best_val else None,
+        best_val_epoch=best_val["epoch"] if best_val else None,
+        eval_weights=run.tricks.eval_model_name or "model",
         train_acc=last.get("train_acc"),
         train_loss=last.get("train_loss"),
         test_loss=last.get("test_loss"),
         train_time_s=train_time,
+        # rows from before wall_time_s existed count their training time only
+        wall_time_s=sum(r.get("wall_time_s", r["epoch_time_s"]) for r in good),
         img_per_s=train_images / train_time if train_time else None,
         peak_mem_mb=(torch.cuda.max_memory_allocated(device) / 2**20
                      if device.type == "cuda" else None),

@@ -30,10 +30,13 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from . import distributed
-from .build import build, build_augments, check_config, config_errors
+from .build import build, build_augments, check_config, config_errors, resolve_device
 from .config import CifarConfig, ImageDataConfig, SyntheticConfig, TrainerConfig, as_yaml
+from .data import CIFAR_LABELS, check_labels
 from .errors import ConfigError
+from .identity import MULTI_SELECT_GROUPS
 from .optim import create_optimizer
+from .precision import autocast_dtype
 from .tricks.base import Tricks
 
 __all__ = ["validate"]
@@ -52,6 +55,7 @@ def validate(cfg: DictConfig) -> None:
     _check_seed(cfg.seed)
     _check_schema(cfg.trainer, TrainerConfig, "trainer")
     _check_schema(cfg.data, _data_schema(cfg.data), "data")
+    _check_labels(cfg.data)
     _check_device(cfg.trainer.device)
     image_size = int(cfg.data.get("image_size", 32))
     if cfg.data.crop_padding > image_size:
@@ -65,6 +69,10 @@ def validate(cfg: DictConfig) -> None:
                           f"{processes} processes of this run: it is the global batch, split "
                           f"evenly over them (e.g. trainer.batch_size="
                           f"{cfg.trainer.batch_size // processes * processes or processes})")
+    if cfg.trainer.save_best and not cfg.data.val_size:
+        raise ConfigError("trainer.save_best=true keeps the epoch of best validation accuracy, "
+                          "and this run has no validation split: set data.val_size (e.g. "
+                          "data.val_size=5000). The best epoch is never chosen on test.")
     if cfg.trainer.sync_bn and processes > 1 and not _cuda_run(cfg.trainer.device):
         raise ConfigError("trainer.sync_bn=true needs CUDA: PyTorch's SyncBatchNorm runs on GPUs "
                           "only; on CPU each process keeps its own BatchNorm statistics "
@@ -72,6 +80,15 @@ def validate(cfg: DictConfig) -> None:
     for path, node in _component_nodes(cfg):
         check_arguments(node, path, OWN_KEYS.get(path, set()))
     _build_without_data(cfg, image_size)
+
+
+def _trains_in_fp16(trainer: DictConfig) -> bool:
+    """fp16 asked for, or `auto` on this machine's GPU without bf16."""
+    if trainer.precision == "fp16":
+        return True
+    device = torch.device("cpu") if not torch.cuda.is_available() \
+        else resolve_device(trainer.device)
+    return autocast_dtype(device, trainer.precision) == torch.float16
 
 
 def _cuda_run(device: str) -> bool:
@@ -88,6 +105,14 @@ def _data_schema(data: DictConfig) -> type:
     target = data.get("_target_", "")
     return SyntheticConfig if target.endswith(".synthetic") else \
         CifarConfig if target.startswith("cifar_tricks.data.cifar") else ImageDataConfig
+
+
+def _check_labels(data: DictConfig) -> None:
+    """`data.labels` is a labelling of the CIFAR release and `data.num_classes` its number of
+    classes (`data.labels=coarse` is CIFAR-100's 20 superclasses: data=cifar100_coarse)."""
+    dataset = str(data.get("_target_", "")).rsplit(".", 1)[-1]
+    if "labels" in data and dataset in CIFAR_LABELS:
+        check_labels(dataset, data.labels, data.num_classes)
 
 
 def _check_schema(node: DictConfig, schema: type, path: str) -> None:
@@ -124,8 +149,8 @@ def _check_device(name: str) -> None:
 
 def _component_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     nodes = [(group, cfg[group]) for group in ("model", "optim", "sched")]
-    for group in ("aug", "trick"):
-        nodes += [(f"{group}.{name}", node) for name, node in cfg[group].items()]
+    for group in MULTI_SELECT_GROUPS:  # aug, trick, logger: named entries
+        nodes += [(f"{group}.{name}", node) for name, node in (cfg.get(group) or {}).items()]
     return nodes
 
 
@@ -230,5 +255,11 @@ def _build_without_data(cfg: DictConfig, image_size: int) -> None:
     dummy = torch.nn.Linear(1, 1)
     with config_errors("optim", cfg.optim):
         optimizer = tricks.wrap_optimizer(create_optimizer(cfg.optim, dummy), dummy)
+    if getattr(optimizer, "closure_passes", 1) > 1 and _trains_in_fp16(cfg.trainer):
+        raise ConfigError(
+            f"trainer.precision={as_yaml(cfg.trainer.precision)} trains in fp16 here, whose "
+            f"gradient scaler steps once per backward pass, but trick={list(cfg.trick)} runs two "
+            f"(SAM's ascent and descent): use trainer.precision=fp32, or bf16 on a GPU that "
+            f"supports it")
     with config_errors("sched", cfg.sched):
         build(cfg.sched, "sched")(optimizer, steps_per_epoch=1, epochs=cfg.trainer.epochs)

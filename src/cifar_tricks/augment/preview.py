@@ -42,15 +42,15 @@ def preview(overrides: list[str], out: Path, n: int = 8, draws: int = 3, seed: i
     cfg = compose(overrides)
     data = build(cfg.data, "data")
     picked = Split(data.train.images[:n], torch.arange(n))
+    labels = data.train.labels[:n].tolist()
+    names = [f"#{i} {data.classes[labels[i]]}" for i in range(n)]
     # each picked image its own class, so a target tells which images an output came from
-    shown_data = dataclasses.replace(data, train=picked, num_classes=n)
+    shown_data = dataclasses.replace(data, train=picked, num_classes=n, classes=names)
     settings = dataclasses.replace(OmegaConf.to_object(cfg.trainer), batch_size=n,
                                    limit_train_batches=None)
     loader = build_loaders(shown_data, settings, seed, build_augments(cfg)).train
     mean = torch.tensor(data.mean).view(1, 3, 1, 1)
     std = torch.tensor(data.std).view(1, 3, 1, 1)
-    labels = data.train.labels[:n].tolist()
-    names = [f"#{i} class {labels[i]}" for i in range(n)]
 
     fig, axes = plt.subplots(draws + 1, n, figsize=(1.6 * n, 1.9 * (draws + 1)), squeeze=False)
     for col in range(n):

@@ -1,6 +1,17 @@
 """Datasets as uint8 tensors and the on-device batch loader."""
-from .datasets import ImageData, Split, cifar10, cifar100, stratified_split, synthetic
+from .datasets import (
+    CIFAR_LABELS,
+    ImageData,
+    LabelSet,
+    Split,
+    check_labels,
+    cifar10,
+    cifar100,
+    cifar_class_names,
+    stratified_split,
+    synthetic,
+)
 from .loader import BatchLoader
 
-__all__ = ["BatchLoader", "ImageData", "Split", "cifar10", "cifar100", "stratified_split",
-           "synthetic"]
+__all__ = ["BatchLoader", "CIFAR_LABELS", "ImageData", "LabelSet", "Split", "check_labels",
+           "cifar_class_names", "cifar10", "cifar100", "stratified_split", "synthetic"]

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..errors import DatasetError, DatasetNotFoundError
+from ..errors import ConfigError, DatasetError, DatasetNotFoundError
 
-__all__ = ["ImageData", "Split", "cifar10", "cifar100", "synthetic", "stratified_split"]
+__all__ = ["ImageData", "Split", "LabelSet", "CIFAR_LABELS", "cifar10", "cifar100", "synthetic",
+           "stratified_split", "check_labels", "cifar_class_names", "generic_class_names"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,14 @@ class ImageData:
     std: tuple[float, float, float]
     crop_padding: int  # random crop after zero padding (0 = off)
     flip: bool  # random horizontal flip
+    # class names by label ("airplane", ...; "class 0", ... where the dataset names none), e.g.
+    # to label a confusion matrix
+    classes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.classes = list(self.classes) or generic_class_names(self.num_classes)
+        if len(self.classes) != self.num_classes:
+            raise ValueError(f"{len(self.classes)} class names for {self.num_classes} classes")
 
     def to(self, device: torch.device | str) -> "ImageData":
         moved = {k: (s.to(device) if s is not None else None) for k, s in
@@ -108,11 +117,38 @@ def _make_splits(train: Split, test: Split, num_classes: int, fraction: float, v
 
 # --------------------------------------------------------------------------- CIFAR
 
+@dataclass(frozen=True)
+class LabelSet:
+    """One labelling of a CIFAR release: where the batches keep the labels, where its meta file
+    keeps the class names, how many classes, and the `data=` option that selects it."""
+
+    key: bytes  # label list in each batch
+    names_key: bytes  # class-name list in the meta file
+    num_classes: int
+    option: str  # the config option that reads these labels
+
+
+@dataclass(frozen=True)
+class _Release:
+    folder: str
+    train_files: list[str]
+    test_files: list[str]
+    meta_file: str  # class names (optional: without it, classes are "class 0", ...)
+    torchvision: str  # the torchvision dataset class that downloads it
+
+
 _CIFAR = {
-    # name: (folder, train files, test files, label key, torchvision class)
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                b"labels", "CIFAR10"),
-    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", "CIFAR100"),
+    "cifar10": _Release("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)],
+                        ["test_batch"], "batches.meta", "CIFAR10"),
+    "cifar100": _Release("cifar-100-python", ["train"], ["test"], "meta", "CIFAR100"),
+}
+# data.labels -> LabelSet, per dataset: CIFAR-100's images carry a fine label (100 classes) and
+# a coarse one (its 20 superclasses); CIFAR-10 has one labelling.
+CIFAR_LABELS = {
+    "cifar10": {"fine": LabelSet(b"labels", b"label_names", 10, "data=cifar10")},
+    "cifar100": {"fine": LabelSet(b"fine_labels", b"fine_label_names", 100, "data=cifar100"),
+                 "coarse": LabelSet(b"coarse_labels", b"coarse_label_names", 20,
+                                    "data=cifar100_coarse")},
 }
 SIZES = {"train": 50_000, "test": 10_000}  # images of CIFAR-10 and of CIFAR-100
 
@@ -132,15 +168,19 @@ class _CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _unpickle(path: Path, what: str):
+    try:
+        with open(path, "rb") as f:
+            return _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise DatasetError(f"{path} is not a {what}: {e}. Replace it with the file of the "
+                           f"official release (or let data.download=true fetch it).") from None
+
+
 def _load_batch(path: Path, label_key: bytes, num_classes: int) -> Split:
     """One CIFAR python batch, checked: a dict with `data` (N x 3072 uint8) and N labels in
     [0, num_classes). Any problem raises DatasetError naming the file and the check."""
-    try:
-        with open(path, "rb") as f:
-            entry = _CifarUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise DatasetError(f"{path} is not a CIFAR batch: {e}. Replace it with the file of the "
-                           f"official release (or let data.download=true fetch it).") from None
+    entry = _unpickle(path, "CIFAR batch")
     if not isinstance(entry, dict) or b"data" not in entry or label_key not in entry:
         raise DatasetError(f"{path} is not a CIFAR batch: it has no {label_key!r} and b'data'")
     data, labels = entry[b"data"], entry[label_key]
@@ -171,10 +211,59 @@ def _read_batches(folder: Path, files: Sequence[str], label_key: bytes, num_clas
     return split
 
 
+def _read_class_names(path: Path, labels: LabelSet) -> list[str]:
+    """The class names of a label set from the release's meta file (checked: a list of one
+    name per class); generic names, with a warning, when the file is missing."""
+    if not path.is_file():
+        log.warning("%s is missing: classes are named 'class 0' to 'class %d' (the official "
+                    "release has this file)", path, labels.num_classes - 1)
+        return generic_class_names(labels.num_classes)
+    entry = _unpickle(path, "CIFAR meta file")
+    names = entry.get(labels.names_key) if isinstance(entry, dict) else None
+    if not isinstance(names, list) or len(names) != labels.num_classes \
+            or not all(isinstance(n, bytes) for n in names):
+        raise DatasetError(f"{path}: no list of {labels.num_classes} class names under "
+                           f"{labels.names_key!r}: the file is corrupt or from another dataset; "
+                           f"replace it with the official release's")
+    return [n.decode("utf-8", "replace") for n in names]
+
+
+def cifar_class_names(dataset: str, root: str, labels: str = "fine") -> list[str]:
+    """The class names of `dataset`'s `labels` (what `ImageData.classes` holds) from its meta
+    file under `root`, without reading the images: for labelling a trained run's outputs."""
+    label_set = CIFAR_LABELS[dataset][labels]
+    release = _CIFAR[dataset]
+    return _read_class_names(Path(root).expanduser().resolve() / release.folder /
+                             release.meta_file, label_set)
+
+
+def check_labels(dataset: str, labels: str, num_classes: int) -> LabelSet:
+    """The LabelSet that `data.labels` names for `dataset` (cifar10, cifar100), whose number of
+    classes `data.num_classes` must equal; ConfigError naming the fix otherwise."""
+    offered = CIFAR_LABELS[dataset]
+    if labels not in offered:
+        elsewhere = [s.option for sets in CIFAR_LABELS.values() for k, s in sets.items()
+                     if k == labels]
+        fix = f"; {labels} labels are read by {' or '.join(elsewhere)}" if elsewhere else \
+            f": set data.labels to one of {', '.join(offered)}"
+        raise ConfigError(
+            f"data.labels={labels} is not a labelling of {dataset}, which has "
+            f"{', '.join(f'{k} ({s.num_classes} classes)' for k, s in offered.items())}"
+            f"{fix}")
+    chosen = offered[labels]
+    if num_classes != chosen.num_classes:
+        raise ConfigError(
+            f"data.num_classes={num_classes} does not match the {chosen.num_classes} classes of "
+            f"{dataset}'s {labels} labels (data.labels={labels}): set "
+            f"data.num_classes={chosen.num_classes} ({chosen.option} sets both)")
+    return chosen
+
+
 def _ensure_cifar(name: str, root: Path, download: bool) -> Path:
-    folder_name, train_files, test_files, _, tv_class = _CIFAR[name]
-    folder = root / folder_name
-    missing = [f for f in train_files + test_files if not (folder / f).is_file()]
+    release = _CIFAR[name]
+    folder = root / release.folder
+    files = release.train_files + release.test_files
+    missing = [f for f in files if not (folder / f).is_file()]
     if not missing:
         return folder
     reason = f"missing {', '.join(missing)}"
@@ -185,7 +274,8 @@ def _ensure_cifar(name: str, root: Path, download: bool) -> Path:
         old_timeout = socket.getdefaulttimeout()
         socket.setdefaulttimeout(30)
         try:
-            getattr(torchvision.datasets, tv_class)(str(root), train=True, download=True)
+            getattr(torchvision.datasets, release.torchvision)(str(root), train=True,
+                                                               download=True)
             return folder
         except Exception as e:  # offline, proxy, disk full: all end in the same advice
             reason += f"; the download failed ({type(e).__name__}: {e})"
@@ -193,21 +283,25 @@ def _ensure_cifar(name: str, root: Path, download: bool) -> Path:
             socket.setdefaulttimeout(old_timeout)
     raise DatasetNotFoundError(
         f"{name} is not in {folder} ({reason}). Put the python-pickle files "
-        f"({', '.join(train_files + test_files)}) in that folder, or point data.root at the folder "
-        f"that contains {folder_name}/ (e.g. data.root=/path/to/datasets).")
+        f"({', '.join(files)}) in that folder, or point data.root at the folder "
+        f"that contains {release.folder}/ (e.g. data.root=/path/to/datasets).")
 
 
 def _cifar(name: str, root: str, num_classes: int, mean: Sequence[float], std: Sequence[float],
-           fraction: float = 1.0, val_size: int = 0, split_seed: int = 0, crop: bool = True,
-           crop_padding: int = 4, flip: bool = True, download: bool = True) -> ImageData:
+           labels: str = "fine", fraction: float = 1.0, val_size: int = 0, split_seed: int = 0,
+           crop: bool = True, crop_padding: int = 4, flip: bool = True,
+           download: bool = True) -> ImageData:
+    label_set = check_labels(name, labels, num_classes)
     # Read the pickles ourselves: torchvision's md5 check would reject a re-encoded local copy.
     folder = _ensure_cifar(name, Path(root).expanduser().resolve(), download)
-    _, train_files, test_files, label_key, _ = _CIFAR[name]
-    train = _read_batches(folder, train_files, label_key, num_classes, SIZES["train"])
-    test = _read_batches(folder, test_files, label_key, num_classes, SIZES["test"])
+    release = _CIFAR[name]
+    classes = _read_class_names(folder / release.meta_file, label_set)
+    train = _read_batches(folder, release.train_files, label_set.key, num_classes,
+                          SIZES["train"])
+    test = _read_batches(folder, release.test_files, label_set.key, num_classes, SIZES["test"])
     train, val, test = _make_splits(train, test, num_classes, fraction, val_size, split_seed)
     return ImageData(name, num_classes, train, test, val, tuple(mean), tuple(std),
-                     crop_padding if crop else 0, flip)
+                     crop_padding if crop else 0, flip, classes)
 
 
 def cifar10(root: str, **kwargs) -> ImageData:
@@ -216,8 +310,14 @@ def cifar10(root: str, **kwargs) -> ImageData:
 
 
 def cifar100(root: str, **kwargs) -> ImageData:
-    """CIFAR-100 (fine labels) from `root/cifar-100-python`."""
+    """CIFAR-100 from `root/cifar-100-python`: its 100 fine labels, or with `labels="coarse"`
+    (and `num_classes=20`) its 20 superclasses."""
     return _cifar("cifar100", root, **kwargs)
+
+
+def generic_class_names(num_classes: int) -> list[str]:
+    """"class 0", "class 1", ...: the names of classes a dataset does not name."""
+    return [f"class {i}" for i in range(num_classes)]
 
 
 # --------------------------------------------------------------------------- synthetic

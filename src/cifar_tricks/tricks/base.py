@@ -184,6 +184,11 @@ class Tricks:
         for trick in self:
             trick.on_fit_end(model, state)
 
+    @property
+    def eval_model_name(self) -> str | None:
+        """The config name of the trick whose model is evaluated (`ema`), or None."""
+        return next((name for name, t in self.named.items() if _offers_eval_model(t)), None)
+
     def eval_model(self) -> nn.Module | None:
         """The one trick's evaluation model (EMA), or None: the trained model is evaluated."""
         for trick in self:
