@@ -19,9 +19,9 @@ import hashlib
 import json
 from typing import Any, Callable, Iterable, Sequence
 
-__all__ = ["NON_RESULT_KEYS", "MULTI_SELECT_GROUPS", "is_result_key", "identity", "job_key",
-           "config_differences", "canonical_overrides", "job_overrides", "folder_name",
-           "render_value"]
+__all__ = ["NON_RESULT_KEYS", "MULTI_SELECT_GROUPS", "ADDED_SETTINGS", "is_result_key", "flatten",
+           "identity", "job_key", "config_differences", "canonical_overrides", "job_overrides",
+           "folder_name", "render_value"]
 
 # Settings that cannot change a job's result, only where, how fast or how verbosely it runs.
 NON_RESULT_KEYS = (
@@ -56,11 +56,12 @@ def is_result_key(key: str) -> bool:
     return not any(key == k or key.startswith(k + ".") for k in NON_RESULT_KEYS)
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (`optim.lr`); an empty mapping has no key."""
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: tree}
 
@@ -68,7 +69,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that make the job, flattened (`optim.lr`), plus the order of the
     multi-select groups' entries (which decides the order of augmentations and tricks)."""
-    settings = {k: v for k, v in _flatten(config).items()
+    settings = {k: v for k, v in flatten(config).items()
                 if is_result_key(k) and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])}
     for group in filter(is_result_key, MULTI_SELECT_GROUPS):
         settings[f"{group}.<order>"] = list(config.get(group) or {})
@@ -84,7 +85,7 @@ def job_key(config: dict[str, Any]) -> str:
 def config_differences(old: dict, new: dict, ignore: Iterable[str] = NON_RESULT_KEYS) -> list[str]:
     """`key: old -> new` for every setting that differs, ignoring those that change no result."""
     skip = tuple(ignore)
-    a, b = {**ADDED_SETTINGS, **_flatten(old)}, {**ADDED_SETTINGS, **_flatten(new)}
+    a, b = {**ADDED_SETTINGS, **flatten(old)}, {**ADDED_SETTINGS, **flatten(new)}
     return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
             for k in sorted(a.keys() | b.keys())
             if a.get(k) != b.get(k) and not any(k == s or k.startswith(s + ".") for s in skip)]

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
-from ..identity import folder_name, identity, is_result_key, job_key, job_overrides, render_value
+from ..identity import (
+    flatten,
+    folder_name,
+    identity,
+    is_result_key,
+    job_key,
+    job_overrides,
+    render_value,
+)
 from ..run_folder import RunFolder, Status, Summary
 
 __all__ = ["JobInfo", "Logger", "SUMMARY_METRICS", "UNTRACKED", "flatten", "import_for",
@@ -22,19 +30,9 @@ __all__ = ["JobInfo", "Logger", "SUMMARY_METRICS", "UNTRACKED", "flatten", "impo
 # summary.json's numbers, logged as the run's final metrics (`summary/<key>`)
 SUMMARY_METRICS = ("test_acc", "best_test_acc", "val_acc", "best_val_acc", "train_acc",
                    "train_loss", "test_loss", "train_time_s", "img_per_s", "peak_mem_mb",
-                   "params", "epochs")
+                   "params", "epochs", "best_val_epoch", "wall_time_s")
 # the config keys a tracker never records as the run's settings
 UNTRACKED = ("logger",)
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as dotted keys (`optim.lr`); an empty mapping has no key."""
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tree}
 
 
 def import_for(option: str, module: str, extra: str) -> Any:
