@@ -356,3 +356,15 @@ def test_the_process_count_is_a_column_only_when_the_sweep_mixes_counts(tmp_path
     processes = header.index("processes")
     assert {lr: cells[processes] for lr, cells in rows.items()} == {"0.1": "1", "0.2": "1",
                                                                     "0.4": "4"}
+
+
+def test_a_summary_copied_inside_a_job_folder_is_not_another_job(tmp_path):
+    # logger=[wandb] copies summary.json into <job>/wandb/offline-run-*/files/: still one job
+    sweep = tmp_path / "sweep"
+    jobs = [make_job(sweep, ["experiment=smoke", f"seed={s}"], completed(90.0, 90.0, 99.0, 88.0, s))
+            for s in (0, 1)]
+    for job in jobs:
+        copy = job / "wandb" / "offline-run-1" / "files"
+        copy.mkdir(parents=True)
+        (copy / "summary.json").write_text((job / "summary.json").read_text())
+    assert sorted(j.path for j in collect_jobs(sweep)) == sorted(jobs)

@@ -208,6 +208,9 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
     folders = {p.parent for p in sweep_dir.rglob("summary.json")}
     folders |= {p.parent.parent for p in sweep_dir.rglob("overrides.yaml")
                 if p.parent.name == ".hydra"}
+    # a job holds no job: a summary.json below one (a tracker's copy, e.g. wandb/*/files/) is
+    # an artefact of that job
+    folders = {f for f in folders if not any(parent in folders for parent in f.parents)}
     jobs = []
     for folder in sorted(folders):
         run = RunFolder(folder)
