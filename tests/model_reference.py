@@ -137,6 +137,17 @@ EXTRA: dict[str, tuple[int, int]] = {
     # stem 27 w + 2 w = 1,856; body d (9 w^2 + 2 w) = 4 x 36,992 = 147,968; head (w + 1) C =
     # 650 (C = 10) or 6,500 (C = 100): 150,474 and 156,324.
     "toynet": (150_474, 156_324),
+    # airbench94/95/96 (Jordan 2024; KellerJordan/cifar10-airbench lib_airbench9x), by hand:
+    # whitening conv 24 x 3 x 2 x 2 + 24 bias = 312; a group (c -> w) 9cw + 9w^2 + 2w (two convs
+    # without bias, two BatchNorm shifts; the scales are fixed, no parameters), airbench96's a
+    # further 9w^2 + w; head 256 C (94) / 384 C (95) / 512 C (96), no bias.
+    # 94: 312 + 50,816 + 737,792 + 1,180,160 + 2,560 = 1,971,640 (C = 10), + 90 x 256 at C = 100.
+    # 95: 312 + 175,360 + 1,770,240 + 2,654,976 + 3,840 = 4,604,728, + 90 x 384.
+    # 96: 312 + 322,944 + 3,097,728 + 6,489,600 + 5,120 = 9,915,704, + 90 x 512.
+    # airbench's own nets count 1,152 / 1,792 / 3,072 more: their frozen BatchNorm scales.
+    "airbench94": (1_971_640, 1_994_680),
+    "airbench95": (4_604_728, 4_639_288),
+    "airbench96": (9_915_704, 9_961_784),
 }
 
 

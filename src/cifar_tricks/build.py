@@ -213,6 +213,7 @@ def build_run(cfg: DictConfig, overrides: Sequence[str] = (),
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     tricks = Tricks({name: build(node, f"trick.{name}") for name, node in cfg.trick.items()})
+    tricks.setup_data(model, data)  # data-dependent init (whitening), before setup_model
     tricks.setup_model(model)  # weight init, the EMA copy
     augments = build_augments(cfg)
     loaders = build_loaders(data, settings, cfg.seed, augments)

@@ -45,7 +45,7 @@ SEED_RANGE = (0, 2**63 - 1)
 # keys of a config node that configure Hydra's instantiate, not the component
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # keys of ours that a node carries beside the component's own arguments
-OWN_KEYS = {"optim": {"no_decay_bias_bn"}}
+OWN_KEYS = {"optim": {"no_decay_bias_bn", "norm_bias_lr_scale"}}
 # what the schedule builders receive from the run, not from the config
 RUN_ARGUMENTS = {"optimizer", "steps_per_epoch", "epochs"}
 

@@ -4,21 +4,85 @@ The dataset is padded (and, with flips, stored a second time mirrored) once, up 
 crop of a padded image is then a window of it, and `unfold` exposes every window as a view, so
 one advanced-indexing gather draws each image's own crop offset and flip in a single copy of
 uint8 data. No PIL, no per-image Python, no host-device traffic after the first copy.
+
+The padding is zeros (torchvision's RandomCrop) or a reflection of the image (airbench's
+"translate", `F.pad(images, (p,)*4, 'reflect')`). A flip is random (each image, each epoch, a
+coin) or alternating (airbench's "alternating flip", Jordan 2024, arXiv 2404.00498, sec. 3.6):
+each image draws one flip bit from the seed, once for the run; in epoch e (counting from 1) it
+is mirrored iff bit XOR (e is even), so over any two consecutive epochs it is seen once in each
+orientation. Either way the flip only picks the original or the mirrored copy in the gather.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .datasets import Split
 
-__all__ = ["BatchLoader"]
+__all__ = ["BatchLoader", "CROP_FILLS", "FLIP_MODES"]
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator],
                           tuple[torch.Tensor, torch.Tensor]]
+
+
+def _reflect_index(size: int, padding: int, device: torch.device) -> torch.Tensor:
+    """Source rows of a reflect-padded axis: -p..size+p-1 folded back into 0..size-1 without
+    repeating the edge (`F.pad(mode='reflect')`: for p=2, a b c d ... -> c b a b c d ...)."""
+    i = torch.arange(-padding, size + padding, device=device).abs()
+    return (size - 1) - ((size - 1) - i).abs()
+
+
+def _pad_zeros(images: torch.Tensor, padding: int) -> torch.Tensor:
+    return F.pad(images, [padding] * 4)
+
+
+def _pad_reflect(images: torch.Tensor, padding: int) -> torch.Tensor:
+    # Two index_selects rather than F.pad(mode='reflect'): the same values for every dtype and
+    # device (uint8 included), done once per run.
+    h, w = images.shape[-2:]
+    if padding >= min(h, w):
+        raise ValueError(f"crop_padding={padding} with crop_fill=reflect must be below the image "
+                         f"size {min(h, w)}: a reflection repeats no edge pixel (use a smaller "
+                         f"crop_padding, or crop_fill=zeros)")
+    rows = _reflect_index(h, padding, images.device)
+    cols = _reflect_index(w, padding, images.device)
+    return images.index_select(2, rows).index_select(3, cols)
+
+
+# data.crop_fill -> padded(images, padding)
+CROP_FILLS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "zeros": _pad_zeros,
+    "reflect": _pad_reflect,
+}
+
+
+def _random_flips(loader: "BatchLoader", batch: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """A fresh coin per image per epoch (the one draw per batch the loader always made)."""
+    return torch.randint(0, 2, (len(batch),), device=loader.device, generator=generator)
+
+
+def _alternating_flips(loader: "BatchLoader", batch: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor:
+    """Each image's bit from the seed, inverted in even epochs; nothing drawn per batch."""
+    return loader._flip_bits[batch] ^ (loader.epoch % 2 == 0)
+
+
+# data.flip_mode -> (loader, global batch indices, generator) -> 0/1 per image (1: mirrored)
+FLIP_MODES: dict[str, Callable[["BatchLoader", torch.Tensor, torch.Generator], torch.Tensor]] = {
+    "random": _random_flips,
+    "alternating": _alternating_flips,
+}
+
+
+def _choice(table: dict[str, Any], value: Any, name: str) -> Any:
+    key = getattr(value, "value", value)  # a config Enum or its string
+    if key not in table:
+        raise ValueError(f"{name}={key!r} is not one of {', '.join(table)}")
+    return table[key]
 
 
 class BatchLoader:
@@ -31,13 +95,18 @@ class BatchLoader:
             `world_size` ranks takes `batch_size / world_size` of it); per rank when evaluating.
         mean, std: per-channel statistics in [0, 1] units.
         train: shuffle, drop the last partial batch and apply crop / flip / transforms.
-        crop_padding: zero padding of the random crop (0 = no crop).
-        flip: random horizontal flip with probability 0.5.
+        crop_padding: padding of the random crop (0 = no crop).
+        crop_fill: what the padding holds: `zeros`, or `reflect` (the image mirrored at its
+            border, without repeating the edge; needs crop_padding below the image size).
+        flip: horizontal flip with probability 0.5.
+        flip_mode: `random` (a new coin per image per epoch) or `alternating` (a coin per image
+            drawn once from `seed`, inverted every even epoch); nothing without `flip`.
         uint8_transforms: batch transforms applied before normalisation (policies such as
             AutoAugment), each `f(images, targets, generator) -> (images, targets)`.
         float_transforms: batch transforms applied after normalisation (erasing, mixing).
         seed: the data order and augmentation of epoch `e` depend only on (seed, e), so a
-            resumed run sees exactly the batches an uninterrupted one would.
+            resumed run sees exactly the batches an uninterrupted one would (alternating flip
+            bits: on the seed alone).
         rank, world_size: this process's part of the data (data parallel). Training: every rank
             draws the same permutation and the same crops and flips for each global batch and
             keeps its contiguous slice, so the ranks together see exactly the batches of one
@@ -49,7 +118,8 @@ class BatchLoader:
 
     def __init__(self, split: Split, num_classes: int, batch_size: int,
                  mean: Sequence[float], std: Sequence[float], *, train: bool,
-                 crop_padding: int = 0, flip: bool = False,
+                 crop_padding: int = 0, crop_fill: str = "zeros", flip: bool = False,
+                 flip_mode: str = "random",
                  uint8_transforms: Sequence[BatchTransform] = (),
                  float_transforms: Sequence[BatchTransform] = (),
                  seed: int = 0, rank: int = 0, world_size: int = 1,
@@ -69,11 +139,18 @@ class BatchLoader:
         # (x/255 - mean)/std == (x - 255*mean) * 1/(255*std): one subtract and one multiply.
         self._offset = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self._scale = 1 / (torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255)
+        pad = _choice(CROP_FILLS, crop_fill, "crop_fill")
+        self._flips = _choice(FLIP_MODES, flip_mode, "flip_mode")
         self.crop_padding = crop_padding if train else 0
         self.flip = flip and train
         if train:
-            padded = F.pad(split.images, [self.crop_padding] * 4)
+            padded = pad(split.images, self.crop_padding)
             self._source = torch.cat([padded, padded.flip(3)]) if self.flip else padded
+            # one bit per image from the seed alone (the key of "epoch -1", which no epoch
+            # uses): the same on every rank, in every epoch, whatever the batch size
+            bits = torch.Generator(self.device).manual_seed(seed * 100_003 - 1)
+            self._flip_bits = torch.randint(0, 2, (len(split),), device=self.device,
+                                            generator=bits)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -94,8 +171,7 @@ class BatchLoader:
         dy = torch.randint(0, 2 * p + 1, (b,), device=self.device, generator=generator)
         dx = torch.randint(0, 2 * p + 1, (b,), device=self.device, generator=generator)
         if self.flip:  # the mirrored copy sits behind the originals in `_source`
-            index = index + len(self.split) * torch.randint(0, 2, (b,), device=self.device,
-                                                            generator=generator)
+            index = index + len(self.split) * self._flips(self, index, generator)
         windows = self._source.unfold(2, h, 1).unfold(3, w, 1)  # (2N, C, 2p+1, 2p+1, H, W), a view
         return windows[index[keep], :, dy[keep], dx[keep]]
 

@@ -4,6 +4,10 @@ A trick implements only the hooks it needs; the loop knows no trick by name, so 
 tricks composes (`trick=[sam,label_smooth,ema]`). Hooks, in the order a run meets them (the
 shape of Lightning's `Callback`, kept few):
 
+    setup_data(model, data)             once, after the data and the model are built and
+                                        before setup_model (build.build_run): the training
+                                        data (`ImageData`: uint8 images on the device, mean,
+                                        std), for data-dependent initialisation (whiten_init)
     setup_model(model)                  once, after the model is built
     wrap_criterion(criterion, model)    once: the training loss
     wrap_optimizer(optimizer, model)    once, before the scheduler is built
@@ -27,6 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from torch import nn
 from torch.optim import Optimizer
 
+from ..data import ImageData
 from ..errors import ConfigError
 
 __all__ = ["Stage", "TrainState", "Trick", "Tricks"]
@@ -71,6 +76,10 @@ class Trick:
     # what the trick does that no second trick may also do (two SAMs would nest, two inits
     # overwrite each other); None: composes with anything
     exclusive: str | None = None
+
+    def setup_data(self, model: nn.Module, data: ImageData) -> None:
+        """See the training data before `setup_model`: `data.train.images` are uint8 (N, C, H, W)
+        on the model's device, normalised for the model as (x / 255 - data.mean) / data.std."""
 
     def setup_model(self, model: nn.Module) -> None:
         """Change or copy the freshly built model (weight init, the EMA copy)."""
@@ -149,6 +158,10 @@ class Tricks:
 
     def __len__(self) -> int:
         return len(self.named)
+
+    def setup_data(self, model: nn.Module, data: ImageData) -> None:
+        for trick in self:
+            trick.setup_data(model, data)
 
     def setup_model(self, model: nn.Module) -> None:
         for trick in self:
