@@ -15,7 +15,8 @@ from cifar_tricks.errors import ConfigError
 from cifar_tricks.losses import SoftTargetCrossEntropy
 from cifar_tricks.precision import autocast_dtype, autocast_for, grad_scaler
 from cifar_tricks.run_folder import RunFolder
-from cifar_tricks.train import evaluate, fit
+from cifar_tricks.train import evaluate, fit, train_one_epoch
+from cifar_tricks.tricks.base import TrainState
 from cifar_tricks.validate import validate
 from conftest import TINY, compose_config, run_cli, train_in_process
 
@@ -139,3 +140,20 @@ def test_the_summary_separates_training_time_from_wall_time_and_names_the_weight
     train_in_process(TINY, tmp_path / "plain")
     assert json.loads((tmp_path / "plain" / "summary.json").read_text())["eval_weights"] == \
         "model"
+
+
+def test_the_first_step_of_a_compiled_run_is_timed_apart_from_the_epoch():
+    # torch.compile compiles at the first step: with time_compile that step is compile_time_s
+    # and the epoch's time and img/s count the other steps' images only
+    run = build_run(compose_config(TINY))
+    state = TrainState(epochs=1, steps_per_epoch=len(run.loaders.train), epoch=1)
+    run.loaders.train.set_epoch(1)
+    stats = train_one_epoch(run, run.model, state, autocast_for(run.device, Precision.fp32),
+                            False, run.loaders.train, time_compile=True)
+    images = len(run.loaders.train) * 32  # 8 batches of 32
+    assert stats["compile_time_s"] > 0
+    assert stats["img_per_s"] * stats["epoch_time_s"] == pytest.approx(images - 32)
+    plain = train_one_epoch(run, run.model, state, autocast_for(run.device, Precision.fp32),
+                            False, run.loaders.train)
+    assert "compile_time_s" not in plain
+    assert plain["img_per_s"] * plain["epoch_time_s"] == pytest.approx(images)

@@ -79,6 +79,9 @@ class Summary:
     eval_weights: str | None = None
     train_time_s: float | None = None  # the training steps only (metrics.csv's epoch_time_s)
     wall_time_s: float | None = None  # the whole fit: training, evaluation, checkpoints
+    # trainer.compile: the first training step of each process start (torch.compile compiles
+    # there), kept out of train_time_s and img_per_s
+    compile_time_s: float | None = None
     img_per_s: float | None = None  # training images per second of train_time_s
     peak_mem_mb: float | None = None  # accelerator memory; None on a CPU
     device: str | None = None
@@ -127,7 +130,7 @@ class Summary:
 
 
 # metrics.csv columns that measure speed, not results: they differ between identical runs
-TIMING_COLUMNS = ("epoch_time_s", "img_per_s", "eval_time_s", "wall_time_s")
+TIMING_COLUMNS = ("epoch_time_s", "img_per_s", "eval_time_s", "wall_time_s", "compile_time_s")
 
 
 def save_tensors(path: Path, state: Any) -> None:

@@ -35,14 +35,17 @@ log = logging.getLogger(__name__)
 
 def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Callable[[], Any],
                     channels_last: bool, bar: Iterable,
-                    progress: RunProgress | None = None) -> dict:
+                    progress: RunProgress | None = None, time_compile: bool = False) -> dict:
     """One pass over the training set (`net` runs the forward, possibly compiled; `run.model` is
     the module the tricks see). Sums stay on the device; the host reads them only every
     `log_every` steps (progress and divergence check) and at the end.
 
     With fp16 (`run.scaler`) the loss is scaled before backward and the gradients unscaled
     before the tricks see them (gradient clipping bounds the true norm); the scaler skips a
-    step whose gradients overflowed."""
+    step whose gradients overflowed.
+
+    `time_compile`: the first step (where `torch.compile` compiles the training graph) is timed
+    apart as `compile_time_s` and left out of `epoch_time_s` and `img_per_s`."""
     model, optimizer, criterion, tricks = run.model, run.optimizer, run.criterion, run.tricks
     scaler = run.scaler
     net.train()
@@ -56,6 +59,7 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
     ddp = net if isinstance(net, DDP) else getattr(net, "_orig_mod", None)  # compiled DDP
     ddp = ddp if isinstance(ddp, DDP) else None
     start = time.perf_counter()
+    compile_time, untimed = None, 0
     for step, (images, targets) in enumerate(bar, 1):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -89,6 +93,11 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
         loss_sum += first["loss"] * len(images)
         correct += soft_accuracy(first["logits"], targets)
         seen += len(images)
+        if time_compile and step == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            now = time.perf_counter()
+            compile_time, start, untimed = now - start, now, len(images)
         if step % run.settings.log_every == 0:
             total_loss, total_correct, total_seen = _over_ranks(loss_sum, correct, seen)
             mean_loss = total_loss / total_seen
@@ -106,8 +115,12 @@ def train_one_epoch(run: Run, net: nn.Module, state: TrainState, autocast: Calla
     elapsed = time.perf_counter() - start
     total_loss, total_correct, total_seen = _over_ranks(loss_sum, correct, seen)
     total_seen = max(total_seen, 1)
-    return {"train_loss": total_loss / total_seen, "train_acc": 100 * total_correct / total_seen,
-            "epoch_time_s": elapsed, "img_per_s": total_seen / elapsed}
+    timed = total_seen - untimed * distributed.world_size()
+    stats = {"train_loss": total_loss / total_seen, "train_acc": 100 * total_correct / total_seen,
+             "epoch_time_s": elapsed, "img_per_s": timed / elapsed if elapsed > 0 else 0.0}
+    if compile_time is not None:
+        stats["compile_time_s"] = compile_time
+    return stats
 
 
 def _over_ranks(loss_sum: torch.Tensor, correct: torch.Tensor,
@@ -200,7 +213,8 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
             run.tricks.on_epoch_start(run.model, state)
             row: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
             stats = train_one_epoch(run, net, state, autocast, channels_last,
-                                    progress.epoch(loaders.train, epoch), progress)
+                                    progress.epoch(loaders.train, epoch), progress,
+                                    time_compile=settings.compile and epoch == start_epoch + 1)
             if not math.isfinite(stats["train_loss"]):
                 status = Status.diverged
                 log.warning("epoch %d: training loss is %s; stopping (status: diverged). The last "
@@ -222,6 +236,8 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
                             progress.evaluation(loader, f"{prefix}{name}"))
             # epoch_time_s: the training steps only; wall_time_s adds evaluation and the hooks
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
+            if "compile_time_s" in stats:  # the first step of a compiled run, timed apart
+                row["compile_time_s"] = stats["compile_time_s"]
             row["eval_time_s"] = time.perf_counter() - eval_start
             run.tricks.on_epoch_end(run.model, state, row)
             row["wall_time_s"] = time.perf_counter() - epoch_start
@@ -276,6 +292,7 @@ def _summary(status: Status, history: list[dict], run: Run) -> Summary:
         train_time_s=train_time,
         # rows from before wall_time_s existed count their training time only
         wall_time_s=sum(r.get("wall_time_s", r["epoch_time_s"]) for r in good),
+        compile_time_s=sum(r["compile_time_s"] for r in good if "compile_time_s" in r) or None,
         img_per_s=train_images / train_time if train_time else None,
         peak_mem_mb=(torch.cuda.max_memory_allocated(device) / 2**20
                      if device.type == "cuda" else None),
