@@ -8,4 +8,5 @@ component it wraps, importable on its own:
     `ema`           ModelEMA, EMA: an exponential moving average of the weights and BN buffers
     `init`          kaiming_init, xavier_init (He et al. 2015; Glorot & Bengio 2010)
     `grad_clip`     GradClip (Pascanu et al. 2013)
+    `lookahead`     Lookahead: slow weights synced every k steps (Zhang et al. 2019, as airbench)
 """
