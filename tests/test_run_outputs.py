@@ -157,3 +157,27 @@ def test_the_first_step_of_a_compiled_run_is_timed_apart_from_the_epoch():
                             False, run.loaders.train)
     assert "compile_time_s" not in plain
     assert plain["img_per_s"] * plain["epoch_time_s"] == pytest.approx(images)
+
+
+def test_eval_tta_reports_the_last_epochs_flip_averaged_accuracy_beside_the_plain_one(tmp_path):
+    overrides = TINY + ["trainer.epochs=2"]
+    train_in_process(overrides + ["trainer.eval_tta=flip"], tmp_path / "tta")
+    train_in_process(overrides, tmp_path / "plain")
+    with_tta_summary = json.loads((tmp_path / "tta" / "summary.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert with_tta_summary["test_acc"] == plain["test_acc"]  # the plain number is unchanged
+    assert plain["tta_test_acc"] is None
+    rows = read_rows(tmp_path / "tta")
+    assert rows[0]["tta_test_acc"] == "" and rows[1]["tta_test_acc"] != ""  # the last epoch only
+    # the definition: the mean of the logits of each test image and of its mirror image
+    run = build_run(compose_config(overrides))
+    state = torch.load(tmp_path / "tta" / "checkpoints" / "last.pt", weights_only=True)
+    run.model.load_state_dict(state["eval_model"])
+    run.model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, targets in run.loaders.test:
+            logits = 0.5 * run.model(images) + 0.5 * run.model(images.flip(3))
+            correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
+            total += len(images)
+    assert with_tta_summary["tta_test_acc"] == pytest.approx(100 * correct / total)

@@ -33,6 +33,13 @@ class Precision(str, Enum):
     fp32 = "fp32"
 
 
+class TTAMode(str, Enum):
+    """Test-time augmentation (cifar_tricks.tta): logits averaged over views, as airbench."""
+    none = "none"
+    flip = "flip"
+    flip_translate = "flip_translate"
+
+
 class Progress(str, Enum):
     auto = "auto"  # a bar on a terminal, one log line per epoch otherwise (SLURM, joblib, CI)
     bar = "bar"
@@ -109,6 +116,10 @@ class TrainerConfig:
                                  "device)", at_least(1))
     checkpoint: bool = setting(
         True, "write `checkpoints/last.pt` every epoch (resume by rerunning in the folder)")
+    eval_tta: TTAMode = setting(
+        TTAMode.none, "test-time augmentation of the last epoch's evaluation, reported beside "
+                      "the plain numbers as `tta_test_acc` (`tta_val_acc`): `none`, `flip`, "
+                      "`flip_translate` (airbench's)")
     save_best: bool = setting(
         False, "also keep `checkpoints/best.pt`, the epoch of highest validation accuracy "
                "(needs `data.val_size`; never selected on test)")

@@ -48,6 +48,7 @@ MAX_DIR_NAME = 120  # bytes; file systems allow 255
 # checkpoint) it had, and a config without the key reads as one with it.
 ADDED_SETTINGS: dict[str, Any] = {
     "data.labels": "fine",  # CIFAR-100's coarse labels (data=cifar100_coarse)
+    "trainer.eval_tta": "none",  # test-time augmented numbers of the last epoch
     "data.crop_fill": "zeros",  # reflect padding of the random crop (airbench's translate)
     "data.flip_mode": "random",  # airbench's alternating flip
 }

@@ -71,6 +71,9 @@ class Summary:
     best_test_acc: float | None = None
     val_acc: float | None = None
     best_val_acc: float | None = None
+    # trainer.eval_tta: the last epoch's test-time augmented accuracies (tta.py)
+    tta_test_acc: float | None = None
+    tta_val_acc: float | None = None
     train_acc: float | None = None
     train_loss: float | None = None
     test_loss: float | None = None

@@ -19,12 +19,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from . import distributed
 from .build import Run
 from .checkpoint import make_checkpoint, restore
+from .config import TTAMode
 from .data import BatchLoader
 from .losses import SoftTargetCrossEntropy, soft_accuracy
 from .precision import autocast_for
 from .progress import RunProgress
 from .run_folder import RunFolder, Status, Summary
 from .tricks.base import TrainState
+from .tta import with_tta
 
 __all__ = ["fit", "evaluate", "train_one_epoch", "autocast_for"]
 
@@ -234,6 +236,13 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
                         row[f"{prefix}{name}_loss"], row[f"{prefix}{name}_acc"] = evaluate(
                             evaluated_net, loader, eval_criterion, autocast, channels_last,
                             progress.evaluation(loader, f"{prefix}{name}"))
+            if epoch == settings.epochs and settings.eval_tta != TTAMode.none:
+                tta_net = with_tta(averaged or unwrapped_net, settings.eval_tta.value)
+                for name, loader in (("test", loaders.test), ("val", loaders.val)):
+                    if loader is not None:
+                        row[f"tta_{name}_loss"], row[f"tta_{name}_acc"] = evaluate(
+                            tta_net, loader, eval_criterion, autocast, channels_last,
+                            progress.evaluation(loader, f"{name} with TTA"))
             # epoch_time_s: the training steps only; wall_time_s adds evaluation and the hooks
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
             if "compile_time_s" in stats:  # the first step of a compiled run, timed apart
@@ -283,6 +292,8 @@ def _summary(status: Status, history: list[dict], run: Run) -> Summary:
         test_acc=last.get("test_acc") if completed else None,
         best_test_acc=max((r["test_acc"] for r in good), default=None),
         val_acc=last.get("val_acc") if completed else None,
+        tta_test_acc=last.get("tta_test_acc") if completed else None,
+        tta_val_acc=last.get("tta_val_acc") if completed else None,
         best_val_acc=best_val["val_acc"] if best_val else None,
         best_val_epoch=best_val["epoch"] if best_val else None,
         eval_weights=run.tricks.eval_model_name or "model",
