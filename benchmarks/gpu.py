@@ -22,9 +22,7 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +32,8 @@ from omegaconf import OmegaConf
 
 from cifar_tricks.build import build, build_augments, build_loaders, build_run
 from cifar_tricks.config import compose
-from cifar_tricks.jobs import Job, train
 from cifar_tricks.precision import autocast_for
+from cifar_tricks.repeat import repeat_runs
 from cifar_tricks.train import train_one_epoch
 from cifar_tricks.tricks.base import TrainState
 
@@ -105,27 +103,11 @@ def loader_throughput(aug: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def speedrun(args: argparse.Namespace) -> dict[str, Any]:
-    """`--speedrun-runs` runs of the recipe after one warm-up run (seeds 0..n; the warm-up is
-    seed 1000), each in its own folder, through `jobs.train` as `python run.py` does."""
+    """`--speedrun-runs` runs of the recipe after a warm-up run (cifar_tricks.repeat)."""
     overrides = [f"experiment={args.speedrun_experiment}"] + (
         data_overrides(args) if args.smoke else [f"data.root={args.root}"])
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, seed in enumerate([1000] + list(range(args.speedrun_runs))):
-            job_overrides = overrides + [f"seed={seed}", "trainer.progress=log"]
-            folder = Path(tmp) / f"run{i}"
-            train(compose(job_overrides), Job(folder, job_overrides))
-            summary = json.loads((folder / "summary.json").read_text())
-            if i:  # the warm-up run is not counted
-                results.append(summary)
-    accs = [s["test_acc"] for s in results]
-    times = [s["train_time_s"] for s in results]
-    return {"experiment": args.speedrun_experiment, "runs": len(results),
-            "test_acc_mean": statistics.mean(accs),
-            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "train_time_s_mean": statistics.mean(times),
-            "train_time_s_std": statistics.stdev(times) if len(times) > 1 else 0.0,
-            "test_accs": accs, "train_times_s": times}
+    return {"experiment": args.speedrun_experiment,
+            **repeat_runs(overrides, args.speedrun_runs)}
 
 
 def hardware() -> dict[str, Any]:
@@ -152,8 +134,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| `{r['aug']}` | {r['img_per_s']:,.0f} | {target} |")
     s = result["speedrun"]
     if s:
+        accuracy = "tta_test_acc" if "tta_test_acc_mean" in s else "test_acc"
         lines += ["", f"Speedrun `experiment={s['experiment']}`, {s['runs']} runs after a warm-up "
-                  f"run: test accuracy {s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} % "
+                  f"run: {accuracy} {s[accuracy + '_mean']:.2f} ± {s[accuracy + '_std']:.2f} % "
                   f"(target {TARGETS['speedrun_acc']}), training time "
                   f"{s['train_time_s_mean']:.2f} ± {s['train_time_s_std']:.2f} s (target <= "
                   f"{TARGETS['speedrun_s']} s)."]

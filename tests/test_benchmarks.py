@@ -29,9 +29,9 @@ def test_the_gpu_benchmark_runs_with_smoke_and_writes_json_and_markdown(tmp_path
     assert [r["aug"] for r in stored["loader"]] == \
         ["[]", "[cutout]", "[autoaugment,random_erase,mixup]"]
     run = stored["speedrun"]
-    assert run["runs"] == len(run["test_accs"]) == 2  # the warm-up run is not counted
-    assert run["test_acc_mean"] == pytest.approx(statistics.mean(run["test_accs"]))
-    assert run["test_acc_std"] == pytest.approx(statistics.stdev(run["test_accs"]))
+    assert run["runs"] == len(run["test_acc"]) == 2  # the warm-up run is not counted
+    assert run["test_acc_mean"] == pytest.approx(statistics.mean(run["test_acc"]))
+    assert run["test_acc_std"] == pytest.approx(statistics.stdev(run["test_acc"]))
     table = (tmp_path / "gpu.md").read_text()
     assert f"| resnet20 | no | {stored['training'][0]['img_per_s']:,.0f} |" in table
     assert f"{run['test_acc_mean']:.2f} ± {run['test_acc_std']:.2f} %" in table
@@ -43,3 +43,18 @@ def test_the_gpu_benchmark_refuses_to_run_without_a_gpu_or_data(capsys):
         benchmark.main([])  # no --smoke: needs CUDA (absent here) and --root
     err = capsys.readouterr().err  # no CUDA: it names --smoke; on a GPU machine: --root
     assert ("--smoke" in err) if not torch.cuda.is_available() else ("--root" in err)
+
+
+def test_repeat_runs_counts_the_runs_after_the_warm_up_run(tmp_path):
+    from cifar_tricks.repeat import WARMUP_SEED, repeat_runs
+    from conftest import TINY
+
+    result = repeat_runs([*TINY, "trainer.limit_train_batches=2"], runs=2, out=tmp_path)
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert folders == sorted([f"seed={WARMUP_SEED}", "seed=0", "seed=1"])
+    counted = [json.loads((tmp_path / f"seed={s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert result["runs"] == 2
+    assert result["test_acc"] == [s["test_acc"] for s in counted]  # not the warm-up run's
+    assert result["train_time_s"] == [s["train_time_s"] for s in counted]
+    assert result["test_acc_mean"] == pytest.approx(statistics.mean(result["test_acc"]))
+    assert "tta_test_acc_mean" not in result  # this recipe has no test-time augmentation

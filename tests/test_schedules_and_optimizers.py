@@ -230,8 +230,13 @@ def test_every_optim_config_builds_through_create_optimizer_and_steps(name, no_d
     model = small_model()
     optimizer = create_optimizer(cfg.optim, model)
     assert isinstance(optimizer, get_class(cfg.optim._target_))
-    assert len(optimizer.param_groups) == (2 if no_decay else 1)
-    assert all(g["lr"] == cfg.optim.lr for g in optimizer.param_groups)
+    # a norm-bias lr scale (airbench_sgd: 64) adds the norm biases' own group last
+    scale = cfg.optim.get("norm_bias_lr_scale", 1.0)
+    groups = optimizer.param_groups[:-1] if scale != 1.0 else optimizer.param_groups
+    assert len(groups) == (2 if no_decay else 1)
+    assert all(g["lr"] == cfg.optim.lr for g in groups)
+    if scale != 1.0:
+        assert optimizer.param_groups[-1]["lr"] == cfg.optim.lr * scale
     assert optimizer.param_groups[0]["weight_decay"] == cfg.optim.weight_decay
     if no_decay:
         assert optimizer.param_groups[1]["weight_decay"] == 0.0

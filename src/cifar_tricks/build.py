@@ -174,7 +174,8 @@ def build_loaders(data: ImageData, settings: TrainerConfig, seed: int,
                   rank=distributed.rank(), world_size=distributed.world_size())
     uint8_transforms, float_transforms = split_stages(augments)
     train = BatchLoader(data.train, batch_size=settings.batch_size, train=True, seed=seed,
-                        crop_padding=data.crop_padding, flip=data.flip,
+                        crop_padding=data.crop_padding, crop_fill=data.crop_fill,
+                        flip=data.flip, flip_mode=data.flip_mode,
                         uint8_transforms=uint8_transforms, float_transforms=float_transforms,
                         limit_batches=settings.limit_train_batches, **common)
     if len(train) == 0:

@@ -125,6 +125,16 @@ class TrainerConfig:
                "(needs `data.val_size`; never selected on test)")
 
 
+class CropFill(str, Enum):
+    zeros = "zeros"  # torchvision's RandomCrop(padding=p)
+    reflect = "reflect"  # airbench's translate: F.pad(images, (p,)*4, mode="reflect")
+
+
+class FlipMode(str, Enum):
+    random = "random"  # a fresh coin per image per epoch
+    alternating = "alternating"  # airbench: a coin per image once, inverted every other epoch
+
+
 @dataclass
 class ImageDataConfig:
     """What every dataset config shares: classes, statistics, splits and base augmentation."""
@@ -144,10 +154,18 @@ class ImageDataConfig:
     split_seed: int = setting(
         0, "fixes the validation split and the fraction subset, independently of `seed`",
         at_least(0))
-    crop: bool = setting(True, "random crop of the zero-padded image")
-    crop_padding: int = setting(4, "zero padding of the random crop (at most the image size)",
-                                at_least(0))
+    crop: bool = setting(True, "random crop of the padded image")
+    crop_padding: int = setting(4, "padding of the random crop (at most the image size; below "
+                                   "it with `crop_fill=reflect`)", at_least(0))
+    crop_fill: CropFill = setting(
+        CropFill.zeros, "what the crop's padding holds: `zeros`, or `reflect` (the image "
+                        "mirrored at its border; with `crop_padding=2`, airbench's translate)")
     flip: bool = setting(True, "random horizontal flip")
+    flip_mode: FlipMode = setting(
+        FlipMode.random, "`random`: each image a new coin each epoch; `alternating` (airbench): "
+                         "each image one coin drawn from the seed, shown as drawn in odd epochs "
+                         "and mirrored in even ones, so any two epochs in a row show it both "
+                         "ways; ignored with `flip=false`")
 
 
 @dataclass

@@ -49,6 +49,7 @@ MAX_DIR_NAME = 120  # bytes; file systems allow 255
 ADDED_SETTINGS: dict[str, Any] = {
     "data.labels": "fine",  # CIFAR-100's coarse labels (data=cifar100_coarse)
     "trainer.eval_tta": "none",  # test-time augmented numbers of the last epoch
+    "optim.norm_bias_lr_scale": 1.0,  # airbench's BatchNorm-bias lr factor (optional key)
     "data.crop_fill": "zeros",  # reflect padding of the random crop (airbench's translate)
     "data.flip_mode": "random",  # airbench's alternating flip
 }

@@ -8,7 +8,7 @@ behind, and again in `jobs.train` for callers that skip Hydra. What it checks:
 - `seed`: a whole number in [0, 2^63).
 - `trainer` and `data`: no key outside their schemas (`+trainer.foo=1`), each value in the range
   its schema field declares (`config.py`, the README's tables), `trainer.device` names a device,
-  `data.crop_padding` at most the image size.
+  `data.crop_padding` at most the image size (below it with `data.crop_fill=reflect`).
 - `model`, `optim`, `sched`, `aug.*`, `trick.*`: every key is an argument of the component the
   node builds (`+optim.foo=1`), with the type its signature declares (`aug.cutout.size=abc`).
 - The components themselves, built once without data (augmentations, tricks, the optimizer on a
@@ -62,6 +62,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"data.crop_padding={cfg.data.crop_padding} is larger than the "
                           f"{image_size}x{image_size} images: allowed 0 to {image_size} (4 is "
                           f"the usual CIFAR padding)")
+    if cfg.data.get("crop_fill") == "reflect" and cfg.data.crop and \
+            cfg.data.crop_padding >= image_size:
+        raise ConfigError(f"data.crop_padding={cfg.data.crop_padding} with data.crop_fill=reflect "
+                          f"must be below the {image_size}x{image_size} image size (a reflection "
+                          f"repeats no edge pixel): lower data.crop_padding (2 is airbench's "
+                          f"translate) or use data.crop_fill=zeros")
     check_config(cfg)
     processes = distributed.world_size()
     if cfg.trainer.batch_size % processes:

@@ -11,7 +11,7 @@ import pickle
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -50,11 +50,13 @@ class ImageData:
     val: Split | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    crop_padding: int  # random crop after zero padding (0 = off)
+    crop_padding: int  # random crop after padding (0 = off)
     flip: bool  # random horizontal flip
     # class names by label ("airplane", ...; "class 0", ... where the dataset names none), e.g.
     # to label a confusion matrix
     classes: list[str] = field(default_factory=list)
+    crop_fill: str = "zeros"  # what the crop's padding holds: zeros, reflect
+    flip_mode: str = "random"  # random: a coin per image per epoch; alternating (airbench)
 
     def __post_init__(self) -> None:
         self.classes = list(self.classes) or generic_class_names(self.num_classes)
@@ -289,8 +291,8 @@ def _ensure_cifar(name: str, root: Path, download: bool) -> Path:
 
 def _cifar(name: str, root: str, num_classes: int, mean: Sequence[float], std: Sequence[float],
            labels: str = "fine", fraction: float = 1.0, val_size: int = 0, split_seed: int = 0,
-           crop: bool = True, crop_padding: int = 4, flip: bool = True,
-           download: bool = True) -> ImageData:
+           crop: bool = True, crop_padding: int = 4, crop_fill: str = "zeros", flip: bool = True,
+           flip_mode: str = "random", download: bool = True) -> ImageData:
     label_set = check_labels(name, labels, num_classes)
     # Read the pickles ourselves: torchvision's md5 check would reject a re-encoded local copy.
     folder = _ensure_cifar(name, Path(root).expanduser().resolve(), download)
@@ -301,7 +303,8 @@ def _cifar(name: str, root: str, num_classes: int, mean: Sequence[float], std: S
     test = _read_batches(folder, release.test_files, label_set.key, num_classes, SIZES["test"])
     train, val, test = _make_splits(train, test, num_classes, fraction, val_size, split_seed)
     return ImageData(name, num_classes, train, test, val, tuple(mean), tuple(std),
-                     crop_padding if crop else 0, flip, classes)
+                     crop_padding if crop else 0, flip, classes, _value(crop_fill),
+                     _value(flip_mode))
 
 
 def cifar10(root: str, **kwargs) -> ImageData:
@@ -326,7 +329,8 @@ def synthetic(num_classes: int = 10, num_train: int = 1000, num_test: int = 500,
               image_size: int = 32, noise: float = 48.0, generator_seed: int = 0,
               mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25),
               fraction: float = 1.0, val_size: int = 0, split_seed: int = 0,
-              crop: bool = True, crop_padding: int = 4, flip: bool = True) -> ImageData:
+              crop: bool = True, crop_padding: int = 4, crop_fill: str = "zeros",
+              flip: bool = True, flip_mode: str = "random") -> ImageData:
     """Learnable random images: each class is a smooth colour pattern, each image that pattern
     plus pixel noise.
 
@@ -348,4 +352,10 @@ def synthetic(num_classes: int = 10, num_train: int = 1000, num_test: int = 500,
     train, val, test = _make_splits(draw(num_train), draw(num_test), num_classes, fraction,
                                     val_size, split_seed)
     return ImageData("synthetic", num_classes, train, test, val, tuple(mean), tuple(std),
-                     crop_padding if crop else 0, flip)
+                     crop_padding if crop else 0, flip, crop_fill=_value(crop_fill),
+                     flip_mode=_value(flip_mode))
+
+
+def _value(option: Any) -> str:
+    """A config Enum (`CropFill.reflect`) as its plain string, so ImageData holds strings."""
+    return getattr(option, "value", option)

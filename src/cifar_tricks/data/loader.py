@@ -7,7 +7,7 @@ uint8 data. No PIL, no per-image Python, no host-device traffic after the first 
 
 The padding is zeros (torchvision's RandomCrop) or a reflection of the image (airbench's
 "translate", `F.pad(images, (p,)*4, 'reflect')`). A flip is random (each image, each epoch, a
-coin) or alternating (airbench's "alternating flip", Jordan 2024, arXiv 2404.00498, sec. 3.6):
+coin) or alternating (airbench's "alternating flip", Jordan 2024, arXiv 2404.00498):
 each image draws one flip bit from the seed, once for the run; in epoch e (counting from 1) it
 is mirrored iff bit XOR (e is even), so over any two consecutive epochs it is seen once in each
 orientation. Either way the flip only picks the original or the mirrored copy in the gather.
@@ -62,16 +62,18 @@ CROP_FILLS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
 def _random_flips(loader: "BatchLoader", batch: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
     """A fresh coin per image per epoch (the one draw per batch the loader always made)."""
-    return torch.randint(0, 2, (len(batch),), device=loader.device, generator=generator)
+    return len(loader.split) * torch.randint(0, 2, (len(batch),), device=loader.device,
+                                             generator=generator)
 
 
 def _alternating_flips(loader: "BatchLoader", batch: torch.Tensor,
                        generator: torch.Generator) -> torch.Tensor:
-    """Each image's bit from the seed, inverted in even epochs; nothing drawn per batch."""
-    return loader._flip_bits[batch] ^ (loader.epoch % 2 == 0)
+    """Each image's bit from the seed, inverted in even epochs: one gather, nothing drawn."""
+    return loader._alternating[loader.epoch % 2][batch]
 
 
-# data.flip_mode -> (loader, global batch indices, generator) -> 0/1 per image (1: mirrored)
+# data.flip_mode -> (loader, global batch indices, generator) -> where each image's source is:
+# 0 (as it is) or len(split) (its mirror, stored behind the originals)
 FLIP_MODES: dict[str, Callable[["BatchLoader", torch.Tensor, torch.Generator], torch.Tensor]] = {
     "random": _random_flips,
     "alternating": _alternating_flips,
@@ -99,8 +101,10 @@ class BatchLoader:
         crop_fill: what the padding holds: `zeros`, or `reflect` (the image mirrored at its
             border, without repeating the edge; needs crop_padding below the image size).
         flip: horizontal flip with probability 0.5.
-        flip_mode: `random` (a new coin per image per epoch) or `alternating` (a coin per image
-            drawn once from `seed`, inverted every even epoch); nothing without `flip`.
+        flip_mode: `random` (a new coin per image per epoch) or `alternating` (airbench: image
+            i's bit is element i of `randint(0, 2, (N,))` from a generator seeded
+            `seed * 100003 - 1`, drawn once; in epoch e it is mirrored iff bit XOR (e is even),
+            so epoch 1 shows the bits); nothing without `flip`.
         uint8_transforms: batch transforms applied before normalisation (policies such as
             AutoAugment), each `f(images, targets, generator) -> (images, targets)`.
         float_transforms: batch transforms applied after normalisation (erasing, mixing).
@@ -146,11 +150,13 @@ class BatchLoader:
         if train:
             padded = pad(split.images, self.crop_padding)
             self._source = torch.cat([padded, padded.flip(3)]) if self.flip else padded
-            # one bit per image from the seed alone (the key of "epoch -1", which no epoch
-            # uses): the same on every rank, in every epoch, whatever the batch size
-            bits = torch.Generator(self.device).manual_seed(seed * 100_003 - 1)
-            self._flip_bits = torch.randint(0, 2, (len(split),), device=self.device,
-                                            generator=bits)
+            # alternating flips: one bit per image from the seed alone (the generator key of
+            # "epoch -1", which no epoch uses), so the same on every rank and in every epoch
+            # whatever the batch size; kept as source offsets (0: as it is, N: mirrored) for
+            # even epochs (the bits inverted) and odd ones (the bits)
+            key = torch.Generator(self.device).manual_seed(seed * 100_003 - 1)
+            bits = torch.randint(0, 2, (len(split),), device=self.device, generator=key)
+            self._alternating = (len(split) * (1 - bits), len(split) * bits)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -171,7 +177,7 @@ class BatchLoader:
         dy = torch.randint(0, 2 * p + 1, (b,), device=self.device, generator=generator)
         dx = torch.randint(0, 2 * p + 1, (b,), device=self.device, generator=generator)
         if self.flip:  # the mirrored copy sits behind the originals in `_source`
-            index = index + len(self.split) * self._flips(self, index, generator)
+            index = index + self._flips(self, index, generator)
         windows = self._source.unfold(2, h, 1).unfold(3, w, 1)  # (2N, C, 2p+1, 2p+1, H, W), a view
         return windows[index[keep], :, dy[keep], dx[keep]]
 
