@@ -70,9 +70,12 @@ class JobInfo:
 
     @property
     def hparams(self) -> dict[str, bool | int | float | str]:
-        """TensorBoard's hparams: the job's identity (`identity.identity`) and its choices, each
-        a bool, number or string."""
+        """TensorBoard's hparams: the job's identity (`identity.identity`), the settings added
+        later at their defaults too (so every job of a sweep has the same columns), and its
+        choices, each a bool, number or string."""
         values = dict(identity(self.config))
+        values.update({k: v for k, v in flatten(self.config).items()
+                       if is_result_key(k) and k not in values})
         values.update({g: v for g, v in self.group_choices.items() if g not in values})
         return {k: v if isinstance(v, (bool, int, float, str)) else render_value(v)
                 for k, v in values.items()}
