@@ -228,21 +228,18 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
                 break
             row["train_loss"], row["train_acc"] = stats["train_loss"], stats["train_acc"]
             eval_start = time.perf_counter()
-            evaluated = [("", averaged or unwrapped_net)] + \
-                ([("raw_", unwrapped_net)] if averaged else [])
-            for prefix, evaluated_net in evaluated:
+            # the reported weights; the trained ones too (raw_*) when a trick averages them; the
+            # test-time augmented reported weights (tta_*) after the last epoch
+            evaluated = {"": averaged or unwrapped_net, "raw_": unwrapped_net if averaged else None,
+                         "tta_": with_tta(averaged or unwrapped_net, settings.eval_tta.value)
+                         if epoch == settings.epochs and settings.eval_tta != TTAMode.none
+                         else None}
+            for prefix, evaluated_net in evaluated.items():
                 for name, loader in (("test", loaders.test), ("val", loaders.val)):
-                    if loader is not None:
+                    if evaluated_net is not None and loader is not None:
                         row[f"{prefix}{name}_loss"], row[f"{prefix}{name}_acc"] = evaluate(
                             evaluated_net, loader, eval_criterion, autocast, channels_last,
                             progress.evaluation(loader, f"{prefix}{name}"))
-            if epoch == settings.epochs and settings.eval_tta != TTAMode.none:
-                tta_net = with_tta(averaged or unwrapped_net, settings.eval_tta.value)
-                for name, loader in (("test", loaders.test), ("val", loaders.val)):
-                    if loader is not None:
-                        row[f"tta_{name}_loss"], row[f"tta_{name}_acc"] = evaluate(
-                            tta_net, loader, eval_criterion, autocast, channels_last,
-                            progress.evaluation(loader, f"{name} with TTA"))
             # epoch_time_s: the training steps only; wall_time_s adds evaluation and the hooks
             row["epoch_time_s"], row["img_per_s"] = stats["epoch_time_s"], stats["img_per_s"]
             if "compile_time_s" in stats:  # the first step of a compiled run, timed apart
