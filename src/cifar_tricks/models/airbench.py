@@ -138,3 +138,10 @@ def airbench96(num_classes: int = 10, bn_momentum: float = 0.1) -> Airbench:
     """airbench96: widths 128/384/512, residual groups of three convs, 9.92M params
     (lib_airbench96.make_net96)."""
     return Airbench((128, 384, 512), num_classes, bn_momentum, residual=True)
+
+
+@register_model
+def airbench_cpu(num_classes: int = 10, bn_momentum: float = 0.4) -> Airbench:
+    """airbench94 at widths 32/128/128 (a quarter of its FLOPs per image), 0.50M params: the
+    network of experiment=speedrun_cpu, sized for a 2-core CPU (not one of airbench's)."""
+    return Airbench((32, 128, 128), num_classes, bn_momentum)
