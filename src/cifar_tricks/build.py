@@ -37,7 +37,7 @@ from .precision import grad_scaler
 from .tricks.base import Tricks
 
 __all__ = ["Loaders", "Run", "build", "build_run", "build_loaders", "build_scheduler",
-           "check_config", "config_errors", "resolve_device", "seed_everything"]
+           "eval_loader", "check_config", "config_errors", "resolve_device", "seed_everything"]
 
 log = logging.getLogger("cifar_tricks")
 
@@ -183,11 +183,20 @@ def build_loaders(data: ImageData, settings: TrainerConfig, seed: int,
                           f"{len(data.train)} training images: lower it")
 
     def evaluation(split):
-        return None if split is None else BatchLoader(
-            split, batch_size=settings.eval_batch_size, train=False,
-            limit_batches=settings.limit_eval_batches, **common)
+        return None if split is None else eval_loader(
+            split, data, settings.eval_batch_size, settings.limit_eval_batches,
+            rank=common["rank"], world_size=common["world_size"])
 
     return Loaders(train=train, test=evaluation(data.test), val=evaluation(data.val))
+
+
+def eval_loader(split: Any, data: ImageData, batch_size: int, limit_batches: int | None = None,
+                rank: int = 0, world_size: int = 1) -> BatchLoader:
+    """An evaluation loader of `split`: every image once, in order, normalised as in training
+    (under torchrun, this process's part)."""
+    return BatchLoader(split, num_classes=data.num_classes, mean=data.mean, std=data.std,
+                       batch_size=batch_size, train=False, limit_batches=limit_batches,
+                       rank=rank, world_size=world_size)
 
 
 def build_augments(cfg: DictConfig) -> list[BatchAugment]:

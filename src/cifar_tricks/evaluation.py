@@ -24,8 +24,6 @@ import csv
 import io
 import json
 import logging
-import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -36,14 +34,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from .build import build, resolve_device
+from .build import build, eval_loader, resolve_device
 from .config import Progress, is_config_group, resolved
 from .data import BatchLoader
 from .errors import CifarTricksError, ConfigError, FolderBusyError
 from .identity import NON_RESULT_KEYS, is_result_key
 from .inference import CHECKPOINTS, WEIGHTS, build_model, class_names, read_run_checkpoint
-from .precision import autocast_for
-from .run_folder import RunFolder, Status, claimed
+from .precision import autocast_for, uses_channels_last
+from .progress import shows_bar
+from .run_folder import RunFolder, Status, claimed, write_text
 from .tta import TTA, with_tta
 
 if TYPE_CHECKING:
@@ -183,7 +182,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, tta: str = "none",
             report = _evaluate(run_dir, tta, checkpoint, weights, settings or {},
                                cache or _DataCache())
             out_dir.mkdir(parents=True, exist_ok=True)
-            _write_text(out_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+            write_text(out_dir / "eval.json", json.dumps(report, indent=2) + "\n")
             plot_confusion(report, out_dir / "confusion.png")
     except FolderBusyError as e:
         raise FolderBusyError(f"{e} Or write the evaluation elsewhere: eval.out=DIR.") from None
@@ -201,13 +200,11 @@ def _evaluate(run_dir: Path, tta: str, checkpoint: str, weights: str, settings: 
         torch.set_num_threads(trainer["num_threads"])
     names = class_names(config["data"])
     model = build_model(config, WEIGHTS[weights](state), device, path)
-    channels_last = trainer.get("channels_last")
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = uses_channels_last(trainer.get("channels_last"), device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     autocast = autocast_for(device, trainer.get("precision", "auto"))
-    progress = Progress(trainer.get("progress", "auto"))
-    bar = progress == Progress.bar or (progress == Progress.auto and sys.stderr.isatty())
+    bar = shows_bar(Progress(trainer.get("progress", "auto")))
     data = cache.get(config["data"])
     summary = RunFolder(run_dir).read_summary()
     logged = (state.get("history") or [{}])[-1]
@@ -228,21 +225,13 @@ def _evaluate(run_dir: Path, tta: str, checkpoint: str, weights: str, settings: 
         split = getattr(data, split_name)
         if split is None:
             continue
-        loader = BatchLoader(split.to(device), num_classes=data.num_classes,
-                             batch_size=trainer["eval_batch_size"], mean=data.mean, std=data.std,
-                             train=False, limit_batches=trainer.get("limit_eval_batches"))
+        loader = eval_loader(split.to(device), data, trainer["eval_batch_size"],
+                             trainer.get("limit_eval_batches"))
         for suffix, net in views.items():
             logits, labels = predict(net, loader, autocast, channels_last, bar,
                                      f"eval {split_name}{suffix.replace('_', ' ')}")
             report[f"{split_name}{suffix}"] = split_metrics(logits, labels, names)
     return report
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_confusion(report: dict[str, Any], path: Path) -> None:
@@ -340,14 +329,14 @@ def _write_table(rows: list[dict[str, Any]], folder: Path) -> None:
             else str(value)
 
     folder.mkdir(parents=True, exist_ok=True)
-    _write_text(folder / "eval.md", markdown_table(
+    write_text(folder / "eval.md", markdown_table(
         columns, [[cell(r.get(c)) for c in columns] for r in rows]) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*columns, "overrides", "path"],
                             extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text(folder / "eval.csv", buffer.getvalue())
+    write_text(folder / "eval.csv", buffer.getvalue())
 
 
 # ------------------------------------------------------------------------------------ the mode

@@ -14,7 +14,7 @@ import torch
 
 from .config import Precision
 
-__all__ = ["autocast_dtype", "autocast_for", "grad_scaler"]
+__all__ = ["autocast_dtype", "autocast_for", "grad_scaler", "uses_channels_last"]
 
 
 def _bf16_supported(device: torch.device) -> bool:
@@ -39,6 +39,11 @@ def autocast_for(device: torch.device, precision: Precision | str) -> Callable[[
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def uses_channels_last(setting: bool | None, device: torch.device) -> bool:
+    """`trainer.channels_last`: `null` is on for CUDA (tensor cores prefer NHWC), off on a CPU."""
+    return device.type == "cuda" if setting is None else setting
 
 
 def grad_scaler(device: torch.device, precision: Precision | str) -> torch.amp.GradScaler | None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .config import Progress
 
-__all__ = ["RunProgress", "duration", "end_of_run_block"]
+__all__ = ["RunProgress", "duration", "end_of_run_block", "shows_bar"]
 
 log = logging.getLogger("cifar_tricks")
 
@@ -35,14 +35,18 @@ def duration(seconds: float | None) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
+def shows_bar(mode: Progress) -> bool:
+    """`auto` draws bars only on a terminal; elsewhere log lines stand in for them."""
+    return mode == Progress.bar or (mode == Progress.auto and sys.stderr.isatty())
+
+
 class RunProgress:
     """The progress of one `fit`: `epoch()` wraps the training loader, `update()` is called
     every `log_every` steps with the host-side numbers, `evaluation()` wraps an eval loader."""
 
     def __init__(self, mode: Progress, epochs: int, steps_per_epoch: int, start_epoch: int,
                  enabled: bool = True) -> None:
-        self.bar = enabled and (mode == Progress.bar or
-                                (mode == Progress.auto and sys.stderr.isatty()))
+        self.bar = enabled and shows_bar(mode)
         self.lines = enabled and not self.bar
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch

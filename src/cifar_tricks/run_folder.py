@@ -32,7 +32,7 @@ from typing import Any, Iterator
 from .errors import DiskFullError, FolderBusyError
 
 __all__ = ["RunFolder", "Status", "Summary", "TIMING_COLUMNS", "claim", "claimed", "release",
-           "save_tensors"]
+           "save_tensors", "write_text"]
 
 
 class Status(str, Enum):
@@ -136,6 +136,11 @@ class Summary:
 TIMING_COLUMNS = ("epoch_time_s", "img_per_s", "eval_time_s", "wall_time_s", "compile_time_s")
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically: a reader sees the old file or the new one."""
+    _atomic_write(Path(path), lambda f: f.write(text))
+
+
 def save_tensors(path: Path, state: Any) -> None:
     """`torch.save(state)` to `path`, atomically."""
     import torch  # here, not at the top: reading a folder (the report) needs no torch
@@ -216,13 +221,6 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         data = summary.to_dict()
         _atomic_write(self.summary_path, lambda f: json.dump(data, f, indent=2, sort_keys=False))
-
-    def finished_summary(self, overrides: list[str]) -> Summary | None:
-        """The summary of this very job if it already finished here, else None."""
-        summary = self.read_summary()
-        if summary and summary.status.finished and sorted(summary.overrides) == sorted(overrides):
-            return summary
-        return None
 
     # ---------------------------------------------------------------- metrics
 

@@ -22,7 +22,7 @@ from .checkpoint import make_checkpoint, restore
 from .config import TTAMode
 from .data import BatchLoader
 from .losses import SoftTargetCrossEntropy, soft_accuracy
-from .precision import autocast_for
+from .precision import autocast_for, uses_channels_last
 from .progress import RunProgress
 from .run_folder import RunFolder, Status, Summary
 from .tricks.base import TrainState
@@ -173,8 +173,7 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
     training loss became NaN/inf, in which case the last good checkpoint is kept.
     """
     settings, device, loaders = run.settings, run.device, run.loaders
-    channels_last = settings.channels_last if settings.channels_last is not None \
-        else device.type == "cuda"
+    channels_last = uses_channels_last(settings.channels_last, device)
     averaged = run.tricks.eval_model()
     if channels_last:
         run.model = run.model.to(memory_format=torch.channels_last)
@@ -262,13 +261,14 @@ def fit(run: Run, folder: RunFolder, resume: dict | None = None) -> Summary:
             folder.write_metrics(history)
             run.loggers.log_epoch(epoch, row)  # after the checkpoint that carries the row
         run.tricks.on_fit_end(run.model, state)
-        run.loggers.finish(_summary(status, history, run), folder)
+        summary = _summary(status, history, run)
+        run.loggers.finish(summary, folder)
     except KeyboardInterrupt as stop:  # the caller records where it stopped
         stop.summary = _summary(Status.interrupted, history, run)
         raise
     finally:
         run.loggers.close()  # those still open end as failed or interrupted
-    return _summary(status, history, run)
+    return summary
 
 
 def _summary(status: Status, history: list[dict], run: Run) -> Summary:

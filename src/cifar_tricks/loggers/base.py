@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import functools
 import importlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +20,7 @@ from ..identity import (
     job_overrides,
     render_value,
 )
-from ..run_folder import RunFolder, Status, Summary
+from ..run_folder import RunFolder, Status, Summary, write_text
 
 __all__ = ["JobInfo", "Logger", "SUMMARY_METRICS", "UNTRACKED", "flatten", "import_for",
            "summary_metrics", "run_files", "artifact_dir", "recorded_rows", "stored_id",
@@ -152,7 +151,4 @@ def stored_id(folder: RunFolder, name: str, resumed_epoch: int) -> str | None:
 
 def store_id(folder: RunFolder, name: str, run_id: str) -> None:
     """Keep a tracker's run id in `<run>/<name>` (written atomically)."""
-    path = folder.path / name
-    temporary = path.with_name(f"{name}.{os.getpid()}.tmp")
-    temporary.write_text(run_id + "\n")
-    os.replace(temporary, path)
+    write_text(folder.path / name, run_id + "\n")
