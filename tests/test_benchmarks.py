@@ -58,3 +58,14 @@ def test_repeat_runs_counts_the_runs_after_the_warm_up_run(tmp_path):
     assert result["train_time_s"] == [s["train_time_s"] for s in counted]
     assert result["test_acc_mean"] == pytest.approx(statistics.mean(result["test_acc"]))
     assert "tta_test_acc_mean" not in result  # this recipe has no test-time augmentation
+
+
+def test_repeat_runs_applies_the_warm_up_overrides_to_the_warm_up_run_only(tmp_path):
+    from cifar_tricks.repeat import WARMUP_SEED, repeat_runs
+    from conftest import TINY
+
+    repeat_runs([*TINY, "trainer.limit_train_batches=1", "trainer.epochs=2"], runs=1,
+                out=tmp_path, warmup_overrides=["trainer.epochs=1"])
+    epochs = {seed: len((tmp_path / f"seed={seed}" / "metrics.csv").read_text().splitlines()) - 1
+              for seed in (WARMUP_SEED, 0)}
+    assert epochs == {WARMUP_SEED: 1, 0: 2}

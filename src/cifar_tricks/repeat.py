@@ -24,16 +24,18 @@ def _spread(values: list[float]) -> tuple[float, float]:
 
 
 def repeat_runs(overrides: Sequence[str], runs: int, out: Path | None = None,
-                warmup: bool = True) -> dict[str, Any]:
+                warmup: bool = True, warmup_overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Train `overrides` `runs` times (seeds 0..runs-1) after a warm-up run; returns the
     per-run numbers and their mean and sample std. Folders go to `out` (a temporary folder
-    when None)."""
+    when None). `warmup_overrides` apply to the warm-up run only (`trainer.epochs=1` shortens
+    it where one epoch already pays every first-use cost, as on a CPU)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(out) if out is not None else Path(tmp)
         seeds = ([WARMUP_SEED] if warmup else []) + list(range(runs))
         summaries = []
         for seed in seeds:
-            job_overrides = [*overrides, f"seed={seed}", "trainer.progress=log"]
+            extra = list(warmup_overrides) if seed == WARMUP_SEED else []
+            job_overrides = [*overrides, *extra, f"seed={seed}", "trainer.progress=log"]
             folder = root / f"seed={seed}"
             train(compose(job_overrides), Job(folder, job_overrides))
             summaries.append(json.loads((folder / "summary.json").read_text()))
