@@ -41,7 +41,7 @@ def build(name: str, num_classes: int) -> torch.nn.Module:
 def assert_params_match_reference(model: torch.nn.Module, name: str, num_classes: int) -> None:
     expected = expected_params(name)[num_classes == 100]
     got = n_params(model)
-    assert abs(got - expected) <= 0.01 * expected, \
+    assert got == expected, \
         f"{name} ({num_classes} classes): {got:,} params, reference {expected:,}"
 
 

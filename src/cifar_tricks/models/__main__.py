@@ -3,7 +3,7 @@
 Prints the markdown table of the registered models whose name or family contains TEXT (all
 without it): model, family, parameters. Parameters are counted on builds that skip weight
 initialisation, so the whole zoo takes about a second; ``--flops`` adds each model's forward
-GFLOPs, which builds and runs every listed model (15 s or more for the zoo on CPU).
+GFLOPs, counted by running each listed model on shapes only (about 9 s for the zoo on a CPU).
 
 With ``--readme`` the full table, FLOPs included, replaces the README's model-table block, so
 the README's table is always this command's output.
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="classes of the model head the parameters are counted for "
                              "(default 10; 100 for CIFAR-100, 20 for its coarse labels)")
     parser.add_argument("--flops", action="store_true",
-                        help="also count forward GFLOPs of one 32x32 image (builds and runs "
-                             "each listed model: 15 s or more for the whole zoo on CPU)")
+                        help="also count forward GFLOPs of one 32x32 image (each listed model "
+                             "runs on shapes only: about 9 s for the whole zoo on a CPU)")
     parser.add_argument("--readme", type=Path,
                         help="rewrite the model-table block of this file with the full table "
                              "(every model, 10 classes, GFLOPs)")
