@@ -8,7 +8,7 @@ import torch
 
 from cifar_tricks.augment import STAGES, BatchAugment, RandomChoice, split_stages
 from cifar_tricks.data import BatchLoader, Split
-from conftest import CONF, TINY, compose_config, train_in_process
+from conftest import CONF, compose_config
 
 AUG_OPTIONS = sorted(p.stem for p in (CONF / "aug").glob("*.yaml"))
 
@@ -75,13 +75,9 @@ def test_an_augmentation_without_a_valid_stage_is_refused():
 
 
 @pytest.mark.parametrize("name", AUG_OPTIONS)
-def test_every_aug_option_composes_and_trains_a_few_steps(name, tmp_path):
-    cfg = compose_config([f"aug=[{name}]"])
-    assert list(cfg.aug) == [name], "each conf/aug file is one entry named like the file"
-    train_in_process(TINY + [f"aug=[{name}]", "trainer.limit_train_batches=3",
-                             "model=resnet20"], tmp_path)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["train_loss"] > 0
+def test_every_aug_option_is_one_entry_named_like_its_file(name):
+    # what each option does in the loop: tests/test_option_effects.py
+    assert list(compose_config([f"aug=[{name}]"]).aug) == [name]
 
 
 def test_autoaugment_random_erase_and_mixup_all_apply_in_one_batch():

@@ -113,21 +113,24 @@ def test_a_decay_outside_0_1_is_refused(decay: float):
         ModelEMA(net(), decay=decay)
 
 
-def test_warmup_decay_grows_with_the_update_count():
-    import torch
-
-    from cifar_tricks.tricks.ema import ModelEMA
-
+@pytest.mark.parametrize("decay", [0.5, 0.999])
+def test_warmup_decay_grows_with_the_update_count_up_to_its_cap(decay):
+    """The warm-up decay is min(decay, (1 + n) / (10 + n)) after n updates (timm's ModelEmaV2
+    warm-up): with decay 0.5 the cap is reached at n = 8, so both branches of the min run."""
     model = torch.nn.Linear(1, 1, bias=False)
-    ema = ModelEMA(model, decay=0.999, warmup=True)
-    expected = None
-    for n, value in enumerate([1.0, 3.0, -2.0, 5.0]):
+    ema = ModelEMA(model, decay=decay, warmup=True)
+    values = [1.0, 3.0, -2.0, 5.0, 0.5, -1.0, 2.0, 4.0, -3.0, 1.5, 6.0, -0.5, 2.5]
+    expected, used = None, []
+    for n, value in enumerate(values):
         with torch.no_grad():
             model.weight.fill_(value)
         ema.update(model)
         if expected is None:
             expected = value  # the first update copies
         else:
-            d = min(0.999, (1 + n) / (10 + n))  # n updates were folded in before this one
+            d = min(decay, (1 + n) / (10 + n))  # n updates were folded in before this one
+            used.append(d)
             expected = d * expected + (1 - d) * value
-        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)
+        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    capped = [d == decay for d in used]
+    assert (any(capped) and not all(capped)) if decay == 0.5 else not any(capped)

@@ -11,7 +11,6 @@ from torch import nn
 
 from cifar_tricks.models.resnet_cifar import resnet20
 from cifar_tricks.optim import AdaBound, AdaBoundW, create_optimizer, param_groups, schedules
-from cifar_tricks.optim.adabound import step_size_bounds
 from conftest import CONF, compose_config
 
 LR = 0.1
@@ -261,6 +260,12 @@ def test_create_optimizer_refuses_a_non_boolean_flag():
 
 # ---------------------------------------------------------------- AdaBound / AdaBoundW
 
+def paper_bounds(final_lr: float, gamma: float, t: int) -> tuple[float, float]:
+    """Luo et al. 2019, section 4 (and the reference code): eta_l(t) = alpha* (1 - 1/(gamma t
+    + 1)), eta_u(t) = alpha* (1 + 1/(gamma t)), with alpha* the final (SGD) step size."""
+    return final_lr - final_lr / (gamma * t + 1), final_lr + final_lr / (gamma * t)
+
+
 def test_adabound_first_step_is_adams():
     """At t=1 the bounds are (~0, ~final_lr/gamma): Adam's first step, lr * sign(g)."""
     p = nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
@@ -294,7 +299,7 @@ def test_adabound_step_sizes_stay_within_the_bounds(amsbound):
         m = optimizer.state[p]["exp_avg"]
         keep = m.abs() > 1e-12
         effective = ((before - p.detach()) / m)[keep]
-        lower, upper = step_size_bounds(final_lr * scale, gamma, t)
+        lower, upper = paper_bounds(final_lr * scale, gamma, t)
         assert (effective >= lower * (1 - 1e-9)).all() and (effective <= upper * (1 + 1e-9)).all()
         hit_lower |= bool(((effective / lower - 1).abs() < 1e-9).any())
         hit_upper |= bool(((effective / upper - 1).abs() < 1e-9).any())

@@ -139,10 +139,3 @@ def test_a_setting_the_data_refuses_fails_the_run_with_a_message_naming_the_fix(
 def test_val_objective_without_a_val_split_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="needs a validation split"):
         train_in_process(TINY + ["optimized_metric=val_acc"], tmp_path)
-
-
-@pytest.mark.parametrize("override", ["trainer.precision=bf16", "trainer.channels_last=true"])
-def test_precision_and_memory_format_options_train(tmp_path, override):
-    train_in_process(TINY + [override, "model=resnet20"], tmp_path)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["train_loss"] > 0
