@@ -262,3 +262,48 @@ def test_norm_bias_lr_scale_is_optional_checked_and_out_of_the_default_configs()
     validate(compose_config(TINY + ["+optim.norm_bias_lr_scale=64"]))
     with pytest.raises(ConfigError, match="^optim.norm_bias_lr_scale must be a positive number"):
         validate(compose_config(TINY + ["+optim.norm_bias_lr_scale=0"]))
+
+
+def test_the_patch_moment_over_several_chunks_is_the_moment_of_all_patches():
+    """mean(p p^T) over every 2x2 patch of every image, accumulated chunk by chunk, equals the
+    moment of all patches at once (unfold, by definition)."""
+    from cifar_tricks.tricks.whiten import patch_moment
+
+    torch.manual_seed(0)
+    images = torch.randn(10, 3, 6, 6)
+    patches = F.unfold(images, kernel_size=2).transpose(1, 2).reshape(-1, 12).double()
+    expected = patches.T @ patches / len(patches)
+    for chunk in (3, 10, 1000):
+        torch.testing.assert_close(patch_moment(images, (2, 2), chunk=chunk), expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_images=0), "^num_images must be at least 1"),
+    (dict(eps=0.0), "^eps must be positive"),
+    (dict(bias_epochs=-1), "^bias_epochs must be 0 or more"),
+])
+def test_whiten_init_refuses_bad_settings_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WhitenInit(**kwargs)
+
+
+def test_whiten_init_accepts_the_smallest_allowed_settings():
+    trick = WhitenInit(num_images=1, eps=1e-12, bias_epochs=0)
+    assert (trick.num_images, trick.bias_epochs) == (1, 0)
+
+
+def test_whiten_init_on_a_model_without_a_conv_says_which_model_to_use():
+    data = ImageData("x", 10, Split(torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+                                    torch.zeros(4, dtype=torch.long)),
+                     Split(torch.zeros(2, 3, 8, 8, dtype=torch.uint8),
+                           torch.zeros(2, dtype=torch.long)), None,
+                     (0.5,) * 3, (0.25,) * 3, 0, False)
+    with pytest.raises(ConfigError, match="^trick whiten_init needs a model whose first layer is "
+                                          "a conv; this model has none .use e.g. model=airbench94"):
+        WhitenInit(num_images=2).setup_data(nn.Sequential(nn.Flatten(), nn.Linear(192, 10)), data)
+
+
+def test_whiten_init_before_it_saw_the_data_says_so():
+    with pytest.raises(RuntimeError, match="^WhitenInit.setup_data must see the training data "
+                                           "before setup_model"):
+        WhitenInit().setup_model(nn.Conv2d(3, 24, 2))

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cifar_tricks.losses import SoftTargetCrossEntropy
-from cifar_tricks.optim import create_optimizer
+from cifar_tricks.optim import create_optimizer, schedules
 from conftest import compose_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -134,3 +134,19 @@ def test_airbench_sgd_with_a_mean_loss_steps_as_airbench_with_its_summed_loss():
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     moved = max((p - s).abs().max().item() for p, s in zip(ours.parameters(), start))
     assert moved > 1e-3 and math.isfinite(moved)  # the steps were not vanishingly small
+
+
+@pytest.mark.parametrize("kwargs", [dict(warmup_fraction=0.0), dict(start_factor=1.0),
+                                    dict(end_factor=0.0), dict(end_factor=1.0)])
+def test_warmlinear_accepts_the_ends_of_its_ranges(kwargs):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = schedules.warmlinear(optimizer, steps_per_epoch=10, epochs=2, **kwargs)
+    factors = []
+    for _ in range(20):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    factors.append(optimizer.param_groups[0]["lr"])
+    end = kwargs.get("end_factor", 0.07)
+    start = kwargs.get("start_factor", 0.2) if kwargs.get("warmup_fraction", 0.23) else 1.0
+    assert factors[0] == pytest.approx(start) and factors[-1] == pytest.approx(end, abs=1e-12)

@@ -411,3 +411,60 @@ def test_same_seed_same_output(aug):
 def test_invalid_settings_are_refused_naming_the_argument(make, argument):
     with pytest.raises(ValueError, match=f"^{argument} must"):
         make()
+
+
+@pytest.mark.parametrize("aug", [Mixup(), CutMix(prob=1.0), RICAP()],
+                         ids=lambda a: type(a).__name__)
+def test_the_generator_alone_decides_permutations_and_positions(aug):
+    """README, Extending: an augmentation draws its random numbers from the generator it is
+    given; only lambda's Beta draw comes from torch's global RNG (torch has no seeded Beta
+    sampler). With one generator seed and two global seeds, the partner permutations agree, and
+    so do CutMix's box centres."""
+    images = torch.randn(16, 3, 24, 40)
+
+    def params(global_seed):
+        torch.manual_seed(global_seed)
+        return aug.make_params(images, gen(5))
+
+    first, second = params(1), params(2)
+    assert torch.equal(first[0], second[0])
+    if isinstance(aug, CutMix):
+        centres = [(top + (bottom - top) // 2, left + (right - left) // 2)
+                   for _, top, left, bottom, right in (first, second)]
+        assert torch.equal(centres[0][0], centres[1][0])
+        assert torch.equal(centres[0][1], centres[1][1])
+
+
+def test_cutmix_boxes_on_a_wide_image_scale_each_side_and_centre_anywhere():
+    """Yun et al. 2019: the box is r_w = W sqrt(1 - lambda) by r_h = H sqrt(1 - lambda), its
+    centre uniform over the image: on a 24 x 40 image each side follows its own dimension."""
+    torch.manual_seed(0)
+    images, generator = torch.zeros(2, 3, 24, 40), gen(0)
+    boxes = [CutMix(prob=1.0).make_params(images, generator)[1:] for _ in range(300)]
+    for top, left, bottom, right in boxes:
+        cut_h, cut_w = (bottom - top).item(), (right - left).item()
+        assert abs(cut_h / 24 - cut_w / 40) <= 0.5 / 24 + 0.5 / 40
+    centre_x = [(left + (right - left) // 2).item() for _, left, _, right in boxes]
+    centre_y = [(top + (bottom - top) // 2).item() for top, _, bottom, _ in boxes]
+    assert min(centre_x) >= 0 and max(centre_x) == 39 and max(centre_y) == 23
+    assert max(c for c in centre_x) > 24  # the width, not the height, bounds x
+
+
+def test_ricap_crops_fit_their_regions_and_take_every_position_on_a_wide_image():
+    """Takahashi et al. 2018: the boundary (w, h) lies in [0, W] x [0, H]; each of the four
+    crops (sizes w x h, (W-w) x h, w x (H-h), (W-w) x (H-h)) sits uniformly where it fits."""
+    torch.manual_seed(0)
+    images, generator = torch.zeros(8, 3, 24, 40), gen(0)
+    ws, tops_seen, lefts_seen = [], [], []
+    for _ in range(100):
+        _, w, h, tops, lefts = RICAP().make_params(images, generator)
+        assert 0 <= w <= 40 and 0 <= h <= 24
+        heights = torch.stack([h, h, 24 - h, 24 - h])
+        widths = torch.stack([w, 40 - w, w, 40 - w])
+        assert ((tops >= 0) & (tops <= 24 - heights)).all()
+        assert ((lefts >= 0) & (lefts <= 40 - widths)).all()
+        ws.append(w.item())
+        tops_seen.append(tops.max().item())
+        lefts_seen.append(lefts.max().item())
+    assert max(ws) > 24  # w follows the width
+    assert max(tops_seen) > 12 and max(lefts_seen) > 20  # positions spread over the free range

@@ -66,6 +66,33 @@ def test_random_choice_picks_each_op_equally_often():
     assert abs(calls["a"] - 1000) < 120
 
 
+def test_random_choice_hands_the_batch_and_generator_to_the_op_its_generator_picks():
+    seen = []
+
+    class Named(BatchAugment):
+        stage = "mix"
+
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, images, targets, generator):
+            seen.append((self.name, images, targets, generator))
+            return images, targets
+
+    choice = RandomChoice([Named("a"), Named("b"), Named("c")])
+    images, targets = torch.zeros(2), torch.ones(2)
+    picks = []
+    for global_seed in (1, 2):  # the global RNG has no say in the choice
+        torch.manual_seed(global_seed)
+        g = torch.Generator().manual_seed(7)
+        seen.clear()
+        for _ in range(20):
+            choice(images, targets, g)
+        assert all(i is images and t is targets and gen is g for _, i, t, gen in seen)
+        picks.append([name for name, *_ in seen])
+    assert picks[0] == picks[1] and set(picks[0]) == {"a", "b", "c"}
+
+
 def test_an_augmentation_without_a_valid_stage_is_refused():
     class NoStage(BatchAugment):
         stage = "later"

@@ -201,3 +201,12 @@ def test_a_run_resumed_between_syncs_ends_bit_identically(tmp_path):
         assert torch.equal(tensor, resumed["model"][name]), name
     for name, tensor in straight["tricks"]["lookahead"].items():
         assert torch.equal(tensor, resumed["tricks"]["lookahead"][name]), name
+
+
+def test_slow_weights_of_another_model_are_refused_naming_the_entries():
+    trick = Lookahead()
+    trick.setup_model(nn.Linear(2, 2))
+    other = {"weight": torch.zeros(2, 2), "extra.bias": torch.zeros(2)}
+    with pytest.raises(ValueError, match=r"^the checkpoint's Lookahead slow weights have entries "
+                                         r"\['bias', 'extra.bias'\] that do not match"):
+        trick.load_state_dict(other)

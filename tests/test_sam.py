@@ -248,8 +248,20 @@ def test_a_scheduler_on_sam_sets_the_base_optimizers_lr(prebuilt: bool):
 
 def test_a_prebuilt_base_with_other_params_is_refused():
     w, v = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
-    with pytest.raises(ValueError, match="params"):
+    with pytest.raises(ValueError, match="^SAM was given a built base optimizer and different "
+                                         "params; pass params=None"):
         SAM([v], torch.optim.SGD([w], lr=0.1))
+
+
+@pytest.mark.parametrize("given", [
+    lambda w, v: [w, v],  # the tensors
+    lambda w, v: [{"params": [w]}, {"params": v}],  # groups, a list or one tensor each
+])
+def test_a_prebuilt_base_with_its_own_params_is_accepted_in_any_form(given):
+    w, v = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    SAM(given(w, v), torch.optim.SGD([w, v], lr=0.1))
+    with pytest.raises(ValueError, match="different params"):  # one missing is refused
+        SAM(given(w, v)[:1], torch.optim.SGD([w, v], lr=0.1))
 
 
 def test_step_without_a_closure_says_so():

@@ -59,6 +59,11 @@ def test_multistep_boundaries():
     assert lrs[160 * SPE] == pytest.approx(LR * 0.2 ** 3)
 
 
+def test_step_uses_its_gamma():
+    lrs = lr_trace(build("step", step_size=30, gamma=0.5))
+    assert lrs[30 * SPE - 1] == pytest.approx(LR) and lrs[30 * SPE] == pytest.approx(LR * 0.5)
+
+
 def test_step_multiplies_every_step_size_epochs():
     lrs = lr_trace(build("step", step_size=30, gamma=0.1))
     for k in range(1, 6):
@@ -134,6 +139,46 @@ def test_onecycle_peaks_at_the_optimizer_lr_at_pct_start():
         assert lrs[t] == pytest.approx(cos_from(LR / 25, LR, t / peak))
     for t in (800, 1300, 1900):
         assert lrs[t] == pytest.approx(cos_from(LR, LR / 25 / 1e4, (t - peak) / (N - 1 - peak)))
+
+
+def test_onecycle_uses_its_div_factors_and_cycles_momentum_against_the_lr():
+    """Smith & Topin 2017 / torch's OneCycleLR: lr from lr/div_factor up to lr, then down to
+    lr/div_factor/final_div_factor; momentum goes the other way, max_momentum -> base_momentum
+    at the peak -> max_momentum. Non-default factors, so none can fall back to torch's."""
+    scheduler = build("onecycle", pct_start=0.3, div_factor=10.0, final_div_factor=100.0,
+                      base_momentum=0.8, max_momentum=0.9)
+    optimizer = scheduler.optimizer
+    lrs, momenta = [], []
+    for _ in range(N):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        scheduler.step()
+    peak = round(0.3 * N) - 1
+    assert lrs[0] == pytest.approx(LR / 10) and lrs[peak] == pytest.approx(LR)
+    assert lrs[N - 1] == pytest.approx(LR / 10 / 100)
+    assert momenta[0] == pytest.approx(0.9) and momenta[peak] == pytest.approx(0.8)
+    assert momenta[N - 1] == pytest.approx(0.9)
+    flat = build("onecycle", cycle_momentum=False)
+    flat.optimizer.step()
+    flat.step()
+    assert flat.optimizer.param_groups[0]["momentum"] == 0.9  # the optimizer's, untouched
+
+
+@pytest.mark.parametrize("name, kwargs, key", [
+    ("onecycle", dict(div_factor=0.0), "div_factor"),
+    ("onecycle", dict(final_div_factor=0.0), "final_div_factor"),
+    ("cosine_restarts", dict(T_0=0), "T_0"),
+    ("step", dict(step_size=0), "step_size"),
+])
+def test_a_length_or_factor_of_zero_is_refused_naming_it(name, kwargs, key):
+    with pytest.raises(ValueError, match=f"^{key} must"):
+        build(name, **kwargs)
+
+
+def test_a_milestone_at_the_end_of_the_warmup_is_allowed_and_applies_there():
+    lrs = lr_trace(build("warmup", warmup_epochs=5, start_factor=0.5, milestones=[5], gamma=0.1))
+    assert lrs[5 * SPE - 1] < LR and lrs[5 * SPE] == pytest.approx(LR * 0.1)
 
 
 # ---------------------------------------------------------------- every sched config
@@ -341,6 +386,19 @@ def test_adaboundw_update_ignores_the_decay_while_adabound_adds_it_to_the_gradie
         assert after == pytest.approx(before * (1 - 1e-2) - update, abs=1e-6)
     # AdaBound (L2): the decay enters the moments, so the updates differ from the plain ones
     assert not torch.allclose(runs["l2"][-1][1], runs["plain"][-1][1])
+
+
+def test_an_adabound_state_from_before_amsbound_and_base_lr_loads_with_their_defaults():
+    """Checkpoints written before the groups held `amsbound` and `base_lr` load as AdaBound
+    without AMSBound, with the lr they were saved at as the base lr."""
+    p = nn.Parameter(torch.ones(2))
+    saved = AdaBound([p], lr=2e-3).state_dict()
+    for group in saved["param_groups"]:
+        del group["amsbound"], group["base_lr"]
+    restored = AdaBound([nn.Parameter(torch.ones(2))], lr=1e-3, amsbound=True)
+    restored.load_state_dict(saved)
+    group = restored.param_groups[0]
+    assert group["amsbound"] is False and group["base_lr"] == 2e-3
 
 
 def test_adabound_base_lr_survives_a_checkpoint():
