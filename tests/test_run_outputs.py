@@ -120,6 +120,17 @@ def test_a_log_gets_a_progress_line_every_log_every_steps_and_an_end_block(tmp_p
     assert "\x1b" not in text and "\r" not in text  # no bar redraws in a log
 
 
+def test_the_end_block_shows_the_test_time_augmented_accuracy_when_there_is_one():
+    from cifar_tricks.progress import end_of_run_block
+    from cifar_tricks.run_folder import Status, Summary
+
+    plain = Summary(status=Status.completed, test_acc=85.28, epochs=5, epochs_planned=5)
+    assert "test acc   85.28%\n" in end_of_run_block(plain, "out") + "\n"
+    tta = Summary(status=Status.completed, test_acc=85.28, tta_test_acc=86.17, epochs=5,
+                  epochs_planned=5)
+    assert "test acc   85.28% (86.17% with TTA)" in end_of_run_block(tta, "out")
+
+
 def test_the_bar_shows_images_per_second_and_the_run_eta(tmp_path, capsys):
     train_in_process(TINY + ["trainer.progress=bar", "trainer.log_every=1"], tmp_path)
     err = capsys.readouterr().err

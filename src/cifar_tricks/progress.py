@@ -90,6 +90,8 @@ def end_of_run_block(summary: Any, folder: Any) -> str:
     lines = [f"── {summary.model or 'run'}: {summary.status} after {summary.epochs or 0}/"
              f"{summary.epochs_planned or '?'} epochs ──"]
     result = f"test acc   {pct(summary.test_acc)}"
+    if summary.tta_test_acc is not None:  # trainer.eval_tta: airbench's reported number
+        result += f" ({pct(summary.tta_test_acc)} with TTA)"
     if summary.val_acc is not None or summary.best_val_acc is not None:
         result += f"   val acc {pct(summary.val_acc)}"
         if summary.best_val_epoch is not None:
