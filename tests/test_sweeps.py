@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,17 @@ def test_smoke_experiment_runs_offline_in_well_under_a_minute(tmp_path):
     for name in ("metrics.csv", "checkpoints/last.pt", ".hydra/config.yaml",
                  ".hydra/overrides.yaml"):
         assert (tmp_path / name).exists(), name
+
+
+def test_a_run_without_a_folder_writes_outputs_date_time_in_the_current_directory(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *SMOKE], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (summary,) = tmp_path.glob("outputs/*/*/summary.json")
+    date, time_of_day = summary.parent.parent.name, summary.parent.name
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date)
+    assert re.fullmatch(r"\d{2}-\d{2}-\d{2}", time_of_day)
+    assert json.loads(summary.read_text())["status"] == "completed"
 
 
 def test_cfg_job_prints_every_knob():

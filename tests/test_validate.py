@@ -2,6 +2,7 @@
 written, with a message naming the key, the value and what is allowed (validate.py)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -136,6 +137,21 @@ def test_the_command_line_refusal_is_one_message_at_the_end_and_leaves_no_folder
     assert lines[-1].startswith("Error (ConfigError): sched.gamma=-1 must be positive")
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not folder.exists()
+
+
+def test_a_sweep_stops_at_its_first_refused_job_before_that_jobs_folder_exists(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "experiment=smoke",
+                           "data.num_train=128", "data.num_test=64", "sched=step",
+                           "sched.gamma=0.5,-1,0.2", f"hydra.sweep.dir={sweep}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "sched.gamma=-1 must be positive" in proc.stderr.strip().splitlines()[-1]
+    summaries = sorted(sweep.glob("*/summary.json"))
+    assert len(summaries) == 1 and "gamma=0.5" in summaries[0].parent.name  # the job before
+    assert json.loads(summaries[0].read_text())["status"] == "completed"
+    assert not [d for d in sweep.iterdir() if d.is_dir() and "gamma" in d.name
+                and "0.5" not in d.name]  # neither the refused job nor the one after
 
 
 @pytest.mark.parametrize("argument, message", [
