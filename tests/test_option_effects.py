@@ -335,6 +335,23 @@ def test_precision_sets_the_dtype_of_the_training_forward(tmp_path, precision, d
     assert all(c.loss.dtype == torch.float32 for c in probe.losses)  # the loss in fp32
 
 
+def test_fp16_skips_a_step_whose_gradients_overflowed_and_lowers_the_scale(tmp_path):
+    """torch.amp.GradScaler, as trainer.precision=fp16 promises: a step with an inf gradient is
+    not taken (the optimizer never steps) and the loss scale is halved; the others step."""
+    backward_calls = []
+
+    def poison_the_second_backward(run):
+        weight = next(run.model.parameters())
+        weight.register_hook(lambda grad: (backward_calls.append(1), torch.full_like(
+            grad, float("inf")) if len(backward_calls) == 2 else grad)[1])
+
+    run, probe, _ = probed_fit(tmp_path, FEW + ["trainer.precision=fp16"],
+                               prepare=poison_the_second_backward)
+    assert len(backward_calls) == len(probe.losses) == 3
+    assert len(probe.steps) == 2  # the poisoned step was skipped
+    assert run.scaler.get_scale() == 2.0 ** 16 * 0.5  # the initial scale, backed off once
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_channels_last_reaches_the_model_inputs_and_weights(tmp_path, channels_last):
     run, probe, _ = probed_fit(tmp_path, FEW + ["model=resnet20",
