@@ -9,6 +9,7 @@ option differs, so the assertion can fail.
 from __future__ import annotations
 
 import copy
+import csv
 import math
 
 import pytest
@@ -280,6 +281,50 @@ def test_threads_and_deterministic_are_in_force_during_training(tmp_path, thread
         torch.use_deterministic_algorithms(False)
         torch.set_num_threads(1)
     assert set(seen) == {(threads, deterministic)}
+
+
+@pytest.mark.parametrize("tta", ["flip", "flip_translate"])
+def test_eval_tta_reports_the_accuracy_of_the_averaged_views_after_the_last_epoch(tmp_path, tta):
+    """airbench's infer_mirror(x) = (f(x) + f(mirror x)) / 2; flip_translate adds the two
+    one-pixel shifts of the reflect-padded image: 1/2 infer_mirror(x) + 1/4 each shift's."""
+    run, _, summary = probed_fit(tmp_path, FEW + [f"trainer.eval_tta={tta}", "trainer.epochs=2"])
+    model = run.model.eval()
+    images, labels = normalised(run, run.data.test.images), run.data.test.labels
+
+    def mirror(x):
+        return (model(x) + model(x.flip(-1))) / 2
+
+    with torch.no_grad():
+        logits = mirror(images)
+        if tta == "flip_translate":
+            padded = F.pad(images, (1,) * 4, mode="reflect")
+            shifted = [padded[..., :32, :32], padded[..., 2:34, 2:34]]
+            logits = logits / 2 + sum(mirror(x) for x in shifted) / 4
+    by_hand = 100 * (logits.argmax(1) == labels).float().mean().item()
+    assert summary.tta_test_acc == pytest.approx(by_hand, abs=1e-4)
+    first, last = csv.DictReader(open(tmp_path / "metrics.csv"))
+    assert float(last["tta_test_loss"]) == pytest.approx(F.cross_entropy(logits, labels).item(),
+                                                         rel=1e-4)
+    assert not first["tta_test_acc"]  # the last epoch only
+
+
+def test_limit_eval_batches_evaluates_the_first_batches_only(tmp_path):
+    run, _, summary = probed_fit(tmp_path, FEW + ["trainer.limit_eval_batches=1",
+                                                  "trainer.eval_batch_size=48"])
+    model = run.model.eval()
+    with torch.no_grad():
+        logits = model(normalised(run, run.data.test.images[:48]))
+    labels = run.data.test.labels[:48]
+    assert summary.test_acc == pytest.approx(
+        100 * (logits.argmax(1) == labels).float().mean().item(), abs=1e-4)
+    assert summary.test_loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("checkpoint", [True, False])
+def test_trainer_checkpoint_decides_whether_last_pt_is_written(tmp_path, checkpoint):
+    probed_fit(tmp_path, ["trainer.limit_train_batches=2",
+                          f"trainer.checkpoint={str(checkpoint).lower()}"])
+    assert (tmp_path / "checkpoints" / "last.pt").exists() == checkpoint
 
 
 # ------------------------------------------------------------------------------ augmentations
