@@ -102,29 +102,53 @@ def test_label_smoothing_changes_the_training_loss_and_never_the_evaluation_loss
     assert summary.test_acc == pytest.approx(acc, abs=1e-4)
 
 
-def test_distillation_trains_on_hintons_loss_with_the_teachers_logits(tmp_path):
-    """trick=[kd]: loss = (1 - a) CE(z_s, y) + a T^2 KL(softmax(z_t / T) || softmax(z_s / T))
-    (Hinton et al. 2015), z_t the teacher run's reported weights on the images the student saw."""
-    teacher_run = tmp_path / "teacher"
-    train_in_process(TINY + ["model=lenet", "trainer.limit_train_batches=2", "seed=7"],
-                     teacher_run)
-    checkpoint = teacher_run / "checkpoints" / "last.pt"
+@pytest.fixture(scope="module")
+def confident_teacher(tmp_path_factory):
+    """A LeNet run trained until its logits are large (the synthetic classes are separable):
+    with near-uniform logits T^2 KL hardly depends on T, and a test could not see T."""
+    run = tmp_path_factory.mktemp("teacher")
+    train_in_process(TINY + ["model=lenet", "trainer.epochs=4", "optim.lr=0.05", "seed=7"], run)
+    return run / "checkpoints" / "last.pt"
+
+
+def soft_cross_entropy(logits, targets, eps=0.0):
+    k = logits.shape[1]
+    return -(((1 - eps) * targets + eps / k) * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+@pytest.mark.parametrize("smoothing", [None, 0.2])
+def test_distillation_trains_on_hintons_loss_with_the_teachers_logits(tmp_path, smoothing,
+                                                                      confident_teacher):
+    """trick=[kd]: loss = (1 - a) base(z_s, y) + a T^2 KL(softmax(z_t / T) || softmax(z_s / T))
+    (Hinton et al. 2015), z_t the teacher run's reported weights on the images the student saw;
+    the base is the cross-entropy, or the label-smoothed one with trick=[label_smooth,kd]."""
     alpha, t = 0.7, 3.0
-    _, probe, _ = probed_fit(tmp_path / "student", FEW + [
-        "trick=[kd]", "trick.kd.teacher=lenet", f"trick.kd.checkpoint={checkpoint}",
-        f"trick.kd.alpha={alpha}", f"trick.kd.temperature={t}"])
+    tricks = "[label_smooth,kd]" if smoothing else "[kd]"
+    _, probe, _ = probed_fit(tmp_path, FEW + [
+        f"trick={tricks}", "trick.kd.teacher=lenet", f"trick.kd.checkpoint={confident_teacher}",
+        f"trick.kd.alpha={alpha}", f"trick.kd.temperature={t}"]
+        + ([f"trick.label_smooth.eps={smoothing}"] if smoothing else []))
     teacher = create_model("lenet", num_classes=10)
-    teacher.load_state_dict(torch.load(checkpoint, weights_only=True)["eval_model"])
+    teacher.load_state_dict(torch.load(confident_teacher, weights_only=True)["eval_model"])
     teacher.eval()
     assert len(probe.losses) == 3
+
+    def hinton(call, z_t, temperature, eps):
+        p_t = F.softmax(z_t / temperature, 1)
+        kl = (p_t * (p_t.log() - F.log_softmax(call.logits / temperature, 1))).sum(1).mean()
+        base = soft_cross_entropy(call.logits, call.targets, eps)
+        return (1 - alpha) * base + alpha * temperature ** 2 * kl
+
     for call in probe.losses:
         with torch.no_grad():
             z_t = teacher(call.images)
-        p_t = F.softmax(z_t / t, 1)
-        kl = (p_t * (p_t.log() - F.log_softmax(call.logits / t, 1))).sum(1).mean()
-        student_only = F.cross_entropy(call.logits, call.targets.argmax(1))
-        expected = (1 - alpha) * student_only + alpha * t * t * kl
+        assert z_t.std() > 1  # confident: the temperature matters
+        expected = hinton(call, z_t, t, smoothing or 0.0)
         assert call.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        # each part is seen: another temperature, the other base, the student alone
+        assert abs(call.loss.item() - hinton(call, z_t, 4.0, smoothing or 0.0).item()) > 1e-3
+        assert abs(call.loss.item() - hinton(call, z_t, t, 0.2 - (smoothing or 0)).item()) > 1e-4
+        student_only = F.cross_entropy(call.logits, call.targets.argmax(1))
         assert abs(call.loss.item() - student_only.item()) > 1e-3
 
 
