@@ -392,9 +392,13 @@ AUGMENTS = [Cutout(), RandomErasing(), Mixup(), CutMix(prob=1.0), RICAP()]
 @pytest.mark.parametrize("aug", AUGMENTS, ids=lambda a: type(a).__name__)
 def test_same_seed_same_output(aug):
     images, targets = torch.randn(16, 3, 32, 32), one_hot(16)
+    calls = iter(range(100))
 
     def run(seed):
-        torch.manual_seed(123)  # Beta draws come from the global RNG
+        # Beta draws (mixup, cutmix, ricap) come from the global RNG; cutout and random
+        # erasing draw from the generator alone, so their global RNG differs on every call
+        beta = isinstance(aug, (Mixup, CutMix, RICAP))
+        torch.manual_seed(123 if beta else next(calls))
         return aug(images, targets, gen(seed))
 
     first, again, other = run(0), run(0), run(1)
@@ -468,3 +472,17 @@ def test_ricap_crops_fit_their_regions_and_take_every_position_on_a_wide_image()
         lefts_seen.append(lefts.max().item())
     assert max(ws) > 24  # w follows the width
     assert max(tops_seen) > 12 and max(lefts_seen) > 20  # positions spread over the free range
+
+
+def test_cutout_centres_cover_a_wide_image_and_odd_sizes_stay_square():
+    """DeVries & Taylor 2017: the square's centre is uniform over the whole image (here 24 x 40:
+    x reaches 39), the square size x size, clipped at the border."""
+    images, generator = torch.ones(512, 3, 24, 40), gen(0)
+    out, _ = Cutout(5)(images, one_hot(512)[:, :10], generator)
+    zeroed = (out == 0).all(1)  # (B, H, W)
+    xs = zeroed.any(1).float().argmax(1)  # the first zeroed column of each image
+    assert xs.max() > 24
+    for mask in zeroed[:64]:
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        if 0 < rows.min() and rows.max() < 23 and 0 < cols.min() and cols.max() < 39:
+            assert (len(rows), len(cols)) == (5, 5) and mask.sum() == 25  # unclipped: 5 x 5
