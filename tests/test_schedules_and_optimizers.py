@@ -401,6 +401,39 @@ def test_an_adabound_state_from_before_amsbound_and_base_lr_loads_with_their_def
     assert group["amsbound"] is False and group["base_lr"] == 2e-3
 
 
+@pytest.mark.parametrize("cls", [AdaBound, AdaBoundW])
+def test_adabound_defaults_are_the_reference_implementations(cls):
+    """Luo et al.'s reference (Luolc/AdaBound): lr 1e-3, betas (0.9, 0.999), final_lr 0.1,
+    gamma 1e-3, eps 1e-8, weight_decay 0, amsbound off."""
+    group = cls([nn.Parameter(torch.zeros(1))]).param_groups[0]
+    assert {k: group[k] for k in ("lr", "betas", "final_lr", "gamma", "eps", "weight_decay",
+                                  "amsbound")} == dict(lr=1e-3, betas=(0.9, 0.999), final_lr=0.1,
+                                                       gamma=1e-3, eps=1e-8, weight_decay=0.0,
+                                                       amsbound=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=-1e-9), "Invalid learning rate: -1e-09"),
+    (dict(eps=-1e-9), "Invalid epsilon value: -1e-09"),
+    (dict(betas=(1.0, 0.5)), r"Invalid beta parameters: \(1.0, 0.5\)"),
+    (dict(betas=(0.5, 1.0)), r"Invalid beta parameters: \(0.5, 1.0\)"),
+    (dict(betas=(-0.1, 0.5)), "Invalid beta parameters"),
+    (dict(betas=(0.5, -0.1)), "Invalid beta parameters"),
+    (dict(final_lr=-1e-9), "Invalid final learning rate: -1e-09"),
+    (dict(gamma=1.0), "Invalid gamma parameter: 1.0"),
+    (dict(gamma=-1e-9), "Invalid gamma parameter"),
+    (dict(weight_decay=-1e-9), "Invalid weight_decay value: -1e-09"),
+])
+def test_adabound_refuses_what_the_reference_refuses(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        AdaBound([nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+def test_adabound_accepts_the_ends_of_its_ranges():
+    AdaBound([nn.Parameter(torch.zeros(1))], lr=0.0, eps=0.0, betas=(0.0, 0.0), final_lr=0.0,
+             gamma=0.0, weight_decay=0.0)
+
+
 def test_adabound_base_lr_survives_a_checkpoint():
     p = nn.Parameter(torch.ones(2))
     optimizer = AdaBound([p], lr=1e-3)
