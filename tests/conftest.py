@@ -24,6 +24,11 @@ TINY = ["experiment=smoke", "data.num_train=256", "data.num_test=128", "data.val
         "trainer.batch_size=32", "trainer.eval_batch_size=128"]
 
 
+def options(group: str) -> list[str]:
+    """The options of a config group: its conf/<group>/*.yaml files."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
 def compose_config(overrides: list[str]):
     return compose(overrides)
 

@@ -9,11 +9,7 @@ from omegaconf import OmegaConf
 
 from cifar_tricks.config import TrainerConfig
 from cifar_tricks.data import ImageData
-from conftest import CONF, compose_config
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+from conftest import CONF, compose_config, options
 
 
 def test_default_config_is_the_seed_recipe():

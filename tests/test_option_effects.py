@@ -17,17 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from cifar_tricks.models import create_model
-from conftest import CONF, TINY, train_in_process
+from conftest import TINY, options, train_in_process
 from loop_probe import evaluate_by_hand, normalised, probed_fit, stored_train_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FEW = ["trainer.limit_train_batches=3", "trainer.checkpoint=false"]
 RAW = ["data.crop=false", "data.flip=false"]  # the stored images, unaugmented
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 def closest_stored(images: torch.Tensor, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

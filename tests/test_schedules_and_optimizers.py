@@ -11,7 +11,7 @@ from torch import nn
 
 from cifar_tricks.models.resnet_cifar import resnet20
 from cifar_tricks.optim import AdaBound, AdaBoundW, create_optimizer, param_groups, schedules
-from conftest import CONF, compose_config
+from conftest import compose_config, options
 
 LR = 0.1
 SPE = 10  # steps per epoch: small, so whole runs take milliseconds
@@ -22,10 +22,6 @@ N = SPE * EPOCHS
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     pass
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 def sgd(lr: float = LR) -> torch.optim.Optimizer:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .build import build
 from .checkpoint import evaluation_weights, read_checkpoint
+from .data import normalisation
 from .data.datasets import cifar_class_names, generic_class_names
 from .errors import CheckpointError, ConfigError, DatasetError
 from .run_folder import RunFolder, Summary
@@ -46,10 +47,9 @@ class Preprocess(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
-        self.register_buffer("offset", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-                             * 255)
-        self.register_buffer("scale", 1 / (torch.tensor(std, dtype=torch.float32)
-                                           .view(1, -1, 1, 1) * 255))
+        offset, scale = normalisation(mean, std)
+        self.register_buffer("offset", offset)
+        self.register_buffer("scale", scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() == 3:

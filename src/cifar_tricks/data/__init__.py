@@ -11,7 +11,8 @@ from .datasets import (
     stratified_split,
     synthetic,
 )
-from .loader import BatchLoader
+from .loader import BatchLoader, normalisation
 
 __all__ = ["BatchLoader", "CIFAR_LABELS", "ImageData", "LabelSet", "Split", "check_labels",
-           "cifar_class_names", "cifar10", "cifar100", "stratified_split", "synthetic"]
+           "cifar_class_names", "cifar10", "cifar100", "normalisation", "stratified_split",
+           "synthetic"]

@@ -22,10 +22,20 @@ import torch.nn.functional as F
 
 from .datasets import Split
 
-__all__ = ["BatchLoader", "CROP_FILLS", "FLIP_MODES"]
+__all__ = ["BatchLoader", "CROP_FILLS", "FLIP_MODES", "normalisation"]
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator],
                           tuple[torch.Tensor, torch.Tensor]]
+
+
+def normalisation(mean: Sequence[float], std: Sequence[float],
+                  device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(offset, scale)`, float32 `(1, C, 1, 1)`, with (x/255 - mean)/std == (x - offset) * scale
+    for pixels x in 0..255: one subtract and one multiply, the same numbers wherever a model's
+    input is made (the loader, `inference.Preprocess`, `whiten_init`)."""
+    offset = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
+    scale = 1 / (torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255)
+    return offset, scale
 
 
 def _reflect_index(size: int, padding: int, device: torch.device) -> torch.Tensor:
@@ -140,9 +150,7 @@ class BatchLoader:
         self.float_transforms = list(float_transforms)
         self.device = split.images.device
         self.epoch = 0
-        # (x/255 - mean)/std == (x - 255*mean) * 1/(255*std): one subtract and one multiply.
-        self._offset = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
-        self._scale = 1 / (torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255)
+        self._offset, self._scale = normalisation(mean, std, self.device)
         pad = _choice(CROP_FILLS, crop_fill, "crop_fill")
         self._flips = _choice(FLIP_MODES, flip_mode, "flip_mode")
         self.crop_padding = crop_padding if train else 0
@@ -150,10 +158,11 @@ class BatchLoader:
         if train:
             padded = pad(split.images, self.crop_padding)
             self._source = torch.cat([padded, padded.flip(3)]) if self.flip else padded
-            # alternating flips: one bit per image from the seed alone (the generator key of
-            # "epoch -1", which no epoch uses), so the same on every rank and in every epoch
-            # whatever the batch size; kept as source offsets (0: as it is, N: mirrored) for
-            # even epochs (the bits inverted) and odd ones (the bits)
+        if self.flip and self._flips is _alternating_flips:
+            # one bit per image from the seed alone (the generator key of "epoch -1", which no
+            # epoch uses), so the same on every rank and in every epoch whatever the batch size;
+            # kept as source offsets (0: as it is, N: mirrored) for even epochs (the bits
+            # inverted) and odd ones (the bits)
             key = torch.Generator(self.device).manual_seed(seed * 100_003 - 1)
             bits = torch.randint(0, 2, (len(split),), device=self.device, generator=key)
             self._alternating = (len(split) * (1 - bits), len(split) * bits)

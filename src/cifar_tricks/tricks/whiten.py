@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data import ImageData
+from ..data import ImageData, normalisation
 from ..errors import ConfigError
 from .base import Stage, TrainState, Trick
 
@@ -34,10 +34,10 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
 
 
 def normalised(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 images (N, C, H, W) as the loader feeds them: (x / 255 - mean) / std, float32."""
-    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
-    return (images.float() / 255 - mean) / std
+    """uint8 images (N, C, H, W) as the loader feeds them: (x / 255 - mean) / std, float32,
+    with the loader's arithmetic (`data.normalisation`)."""
+    offset, scale = normalisation(mean, std, images.device)
+    return (images.float() - offset) * scale
 
 
 def patch_moment(images: torch.Tensor, kernel_size: tuple[int, int],
