@@ -57,16 +57,17 @@ def has_checkpoint(folder: Path) -> bool:
 @pytest.mark.slow
 def test_a_second_process_into_a_live_run_folder_is_refused_and_touches_nothing(tmp_path):
     folder = tmp_path / "run"
-    first = start(*SLOW, f"hydra.run.dir={folder}")
+    # 12 epochs: still running while the two refused processes start (~5 s each)
+    first = start(*SLOW, "trainer.epochs=12", f"hydra.run.dir={folder}")
     wait_for(lambda: has_checkpoint(folder))
     files = {p: (p.stat().st_mtime_ns, digest(p)) for p in folder.rglob("*") if p.is_file()
              and p.name not in ("metrics.csv", "last.pt", "run.log", "summary.json")
              and "tensorboard" not in p.parts}
     for other in (["seed=1"], []):  # another job, and the same job again
         started = time.time()
-        second = subprocess.run([sys.executable, str(ROOT / "run.py"), *SLOW, *other,
-                                 f"hydra.run.dir={folder}"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=120)
+        second = subprocess.run([sys.executable, str(ROOT / "run.py"), *SLOW, "trainer.epochs=12",
+                                 *other, f"hydra.run.dir={folder}"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
         assert second.returncode != 0
         assert time.time() - started < 60 and first.poll() is None  # refused while A runs
         message = second.stdout + second.stderr

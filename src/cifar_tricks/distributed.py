@@ -21,8 +21,9 @@ import torch.distributed as dist
 
 from cifar_tricks.errors import ConfigError
 
-__all__ = ["world_size", "rank", "local_rank", "is_main", "init", "device_for", "all_reduce_sum",
-           "hydra_arguments", "from_torchrun", "adopt_scheduler_environment", "quiet_other_ranks"]
+__all__ = ["world_size", "rank", "local_rank", "is_main", "init", "shutdown", "device_for",
+           "all_reduce_sum", "hydra_arguments", "from_torchrun", "adopt_scheduler_environment",
+           "quiet_other_ranks"]
 
 
 def from_torchrun() -> bool:
@@ -73,6 +74,14 @@ def init(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 init_method=os.environ.get("CIFAR_TRICKS_DIST_INIT", "env://"),
                                 rank=rank(), world_size=world_size())
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process joined one. Without it gloo's threads may still
+    run at interpreter exit, which aborts a rank that finished ("terminate called without an
+    active exception") and fails the torchrun job."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def device_for(device: torch.device) -> torch.device:

@@ -217,6 +217,8 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode != RunMode.RUN:
             raise
         exit_with(e)
+    finally:
+        distributed.shutdown()
 
 
 def command_line(arguments: list[str]) -> list[str]:
